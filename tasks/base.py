@@ -1,0 +1,83 @@
+"""The task contract: everything the framework (trainer, exporter, CLIs) may ask of a task."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar, Optional
+
+import keras
+import tensorflow as tf
+
+from tfapp.backbone import LoadedBackbone, TextPacker
+from tfapp.config import Config
+
+
+class Task:
+    """One domain task on the shared backbone. Subclasses register with @tasks.register."""
+
+    name: ClassVar[str]
+    Config: ClassVar[type]  # the dataclass of this task's config section
+
+    def __init__(self, config: Config):
+        self.config = config
+        self.params = config.params
+
+    # --- data -------------------------------------------------------------------------
+    def sample_file(self) -> Optional[Path]:
+        """The built-in sample used when data.train_file is not set."""
+        return None
+
+    def load_splits(self) -> dict[str, Any]:
+        """Reads and validates train/validation/test; may resolve label vocabularies into
+        self.params so the saved config can rebuild the model."""
+        raise NotImplementedError
+
+    def read_file(self, path: str) -> Any:
+        """Reads and validates one labelled file (for evaluation) with the run's labels."""
+        raise NotImplementedError
+
+    def texts(self, examples) -> list[str]:
+        raise NotImplementedError
+
+    def dataset(self, examples, packer: TextPacker, batch_size: int,
+                training: bool) -> tf.data.Dataset:
+        raise NotImplementedError
+
+    # --- model ------------------------------------------------------------------------
+    def build_model(self, loaded: LoadedBackbone) -> keras.Model:
+        raise NotImplementedError
+
+    def compile_args(self) -> dict:
+        """loss / loss_weights / metrics for model.compile."""
+        raise NotImplementedError
+
+    def monitor(self) -> tuple[str, str]:
+        """(validation log key, 'max' | 'min') for early stopping and best checkpoints."""
+        raise NotImplementedError
+
+    def summary_keys(self) -> list[str]:
+        """Log keys shown in the one-line summary printed after each epoch."""
+        return ["loss", "val_loss", self.monitor()[0]]
+
+    def callbacks(self, run_dir: Path, validation, packer: TextPacker) -> list:
+        return []
+
+    # --- evaluation and serving -------------------------------------------------------
+    def evaluate(self, model: keras.Model, examples, packer: TextPacker) -> dict:
+        """Whole-set metrics, JSON-serialisable."""
+        raise NotImplementedError
+
+    def format_metrics(self, metrics: dict) -> str:
+        """A human-readable table of `evaluate`'s result."""
+        raise NotImplementedError
+
+    def serving_signatures(self, model: keras.Model, packer: TextPacker) -> dict:
+        """{signature name: tf.function taking raw strings}; one must be serving_default."""
+        raise NotImplementedError
+
+    def example_inputs(self) -> dict:
+        """{signature name: sample inputs (a dict of arrays)} for export checks."""
+        raise NotImplementedError
+
+    def model_card_lines(self, splits) -> list[str]:
+        """Task-specific lines for the model card (labels, data sizes)."""
+        return []

@@ -1,0 +1,284 @@
+"""Financial sentiment: label a news sentence negative / neutral / positive, and optionally
+its topic with a second head on the same backbone."""
+from __future__ import annotations
+
+import dataclasses
+from collections import Counter
+from pathlib import Path
+from typing import Optional, Union
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import tasks
+from tasks.base import Task
+from tfapp.backbone import backbone_inputs, pooled_output
+from tfapp.callbacks import ClassificationReport
+from tfapp.data import read_rows, seeded_split, text_dataset, texts_only_dataset
+from tfapp.errors import ConfigError, DataError
+from tfapp.metrics import classification_report, format_report
+
+SPLITS = ("train", "validation", "test")
+
+
+@dataclasses.dataclass
+class SentimentConfig:
+    text_column: str = "text"
+    label_column: str = "label"
+    # None: the sorted set of labels in the training file.
+    labels: Optional[list[str]] = dataclasses.field(
+        default_factory=lambda: ["negative", "neutral", "positive"])
+    # Second head; set to null to train sentiment only.
+    topic_column: Optional[str] = "topic"
+    topic_labels: Optional[list[str]] = None  # None: from the training file
+    topic_loss_weight: float = 0.5
+    # None | "balanced" (inverse class frequency) | {label: weight}
+    class_weights: Union[str, dict[str, float], None] = None
+    head_dropout: float = 0.1
+    max_misclassified_logged: int = 20
+
+
+@dataclasses.dataclass
+class Examples:
+    texts: list[str]
+    labels: np.ndarray  # int class ids
+    topics: Optional[np.ndarray]
+    source: str
+
+    def subset(self, idx: np.ndarray, source: str) -> "Examples":
+        return Examples([self.texts[i] for i in idx], self.labels[idx],
+                        None if self.topics is None else self.topics[idx], source)
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@tasks.register
+class SentimentTask(Task):
+    name = "sentiment"
+    Config = SentimentConfig
+
+    # --- data -------------------------------------------------------------------------
+    def sample_file(self) -> Path:
+        return Path(__file__).parent / "samples" / "sentiment.csv"
+
+    def _heads(self) -> list[str]:
+        return ["sentiment"] + (["topic"] if self.params.topic_column else [])
+
+    def _columns(self) -> list[str]:
+        p = self.params
+        return [p.text_column, p.label_column] + ([p.topic_column] if p.topic_column else [])
+
+    def _raw(self, path) -> list[tuple[int, dict]]:
+        rows = read_rows(path, self._columns(), self.config.data.format)
+        for row, values in rows:
+            if not values[self.params.text_column].strip():
+                raise DataError(path, "empty text", row, self.params.text_column)
+        return rows
+
+    @staticmethod
+    def _encode(path, rows, column: str, vocab: list[str]) -> np.ndarray:
+        index = {label: i for i, label in enumerate(vocab)}
+        ids = np.empty(len(rows), np.int32)
+        for k, (row, values) in enumerate(rows):
+            label = values[column].strip()
+            if label not in index:
+                raise DataError(path, f"unknown label '{label}' (expected one of "
+                                      f"{', '.join(vocab)})", row, column)
+            ids[k] = index[label]
+        return ids
+
+    def _examples(self, path, rows) -> Examples:
+        p = self.params
+        return Examples(
+            texts=[values[p.text_column] for _, values in rows],
+            labels=self._encode(path, rows, p.label_column, p.labels),
+            topics=(self._encode(path, rows, p.topic_column, p.topic_labels)
+                    if p.topic_column else None),
+            source=str(path))
+
+    def load_splits(self) -> dict[str, Examples]:
+        p, d = self.params, self.config.data
+        train_path = d.train_file or str(self.sample_file())
+        files = {"train": train_path, "validation": d.validation_file, "test": d.test_file}
+        raw = {split: self._raw(path) for split, path in files.items() if path}
+        # Label vocabularies not fixed in the config come from the training file; they are
+        # written back into the config so the saved run can rebuild the same heads.
+        if p.labels is None:
+            p.labels = sorted({v[p.label_column].strip() for _, v in raw["train"]})
+        if p.topic_column and p.topic_labels is None:
+            p.topic_labels = sorted({v[p.topic_column].strip() for _, v in raw["train"]})
+        self._check_class_weights()
+        examples = {split: self._examples(files[split], rows) for split, rows in raw.items()}
+        # Splits without their own file are carved from the training file, seeded and
+        # stratified by label.
+        fractions = [0.0 if (s != "train" and files[s]) else f for s, f in zip(SPLITS, d.split)]
+        if sum(fractions[1:]) > 0:
+            total = sum(fractions)
+            parts = seeded_split(examples["train"].labels, [f / total for f in fractions],
+                                 self.config.seed)
+            full = examples["train"]
+            for split, idx in zip(SPLITS, parts):
+                if split == "train" or not files[split]:
+                    examples[split] = full.subset(idx, f"{full.source} ({split} split)")
+        for split in SPLITS:
+            examples.setdefault(split, Examples([], np.zeros(0, np.int32), None, "none"))
+        if len(examples["train"]) == 0:
+            raise DataError(train_path, "no training rows left after the split")
+        if len(examples["validation"]) == 0:
+            raise ConfigError("no validation data: set data.validation_file or give the "
+                              "validation split a non-zero fraction in data.split")
+        return examples
+
+    def read_file(self, path: str) -> Examples:
+        return self._examples(path, self._raw(path))
+
+    def _check_class_weights(self) -> None:
+        cw = self.params.class_weights
+        if isinstance(cw, str) and cw != "balanced":
+            raise ConfigError(f"sentiment.class_weights: expected 'balanced' or a mapping "
+                              f"label: weight, got '{cw}'")
+        if isinstance(cw, dict):
+            unknown = [k for k in cw if k not in self.params.labels]
+            if unknown:
+                raise ConfigError(f"sentiment.class_weights: unknown label '{unknown[0]}' "
+                                  f"(labels: {', '.join(self.params.labels)})")
+
+    def class_weight_vector(self, train: Examples) -> np.ndarray:
+        """Per-class loss weights (ones unless class_weights is set)."""
+        n = len(self.params.labels)
+        cw = self.params.class_weights
+        if cw == "balanced":
+            counts = np.bincount(train.labels, minlength=n).astype(float)
+            return np.where(counts > 0, len(train) / (n * np.maximum(counts, 1)), 0.0)
+        if isinstance(cw, dict):
+            return np.array([cw.get(label, 1.0) for label in self.params.labels], float)
+        return np.ones(n)
+
+    def texts(self, examples: Examples) -> list[str]:
+        return examples.texts
+
+    def _targets(self, ex: Examples) -> dict:
+        y = {"sentiment": np.eye(len(self.params.labels), dtype=np.float32)[ex.labels]}
+        if self.params.topic_column:
+            y["topic"] = np.eye(len(self.params.topic_labels), dtype=np.float32)[ex.topics]
+        return y
+
+    def dataset(self, examples: Examples, packer, batch_size: int,
+                training: bool) -> tf.data.Dataset:
+        weights = None
+        if training:  # class weights enter as per-example loss weights on the sentiment head
+            cw = self.class_weight_vector(examples)
+            weights = {h: np.ones(len(examples), np.float32) for h in self._heads()}
+            weights["sentiment"] = cw[examples.labels].astype(np.float32)
+        d = self.config.data
+        return text_dataset(examples.texts, self._targets(examples), packer, batch_size,
+                            sample_weights=weights, training=training, seed=self.config.seed,
+                            bucket_boundaries=d.bucket_boundaries, shuffle_buffer=d.shuffle_buffer,
+                            cache=d.cache)
+
+    # --- model ------------------------------------------------------------------------
+    def build_model(self, loaded) -> keras.Model:
+        inputs = backbone_inputs()
+        pooled = pooled_output(loaded.backbone, inputs, self.config.backbone.pooling)
+        pooled = keras.layers.Dropout(self.params.head_dropout, name="head_dropout")(pooled)
+        sizes = {"sentiment": len(self.params.labels)}
+        if self.params.topic_column:
+            sizes["topic"] = len(self.params.topic_labels)
+        # Logits stay float32 under mixed precision so softmax and the loss are stable.
+        outputs = {head: keras.layers.Dense(n, name=head, dtype="float32")(pooled)
+                   for head, n in sizes.items()}
+        return keras.Model(inputs, outputs, name="sentiment_classifier")
+
+    def compile_args(self) -> dict:
+        heads = self._heads()
+        return {
+            "loss": {h: keras.losses.CategoricalCrossentropy(from_logits=True) for h in heads},
+            "loss_weights": {h: (1.0 if h == "sentiment" else self.params.topic_loss_weight)
+                             for h in heads},
+            # F1Score with threshold=None takes the argmax, so logits are fine.
+            "metrics": {h: [keras.metrics.CategoricalAccuracy(name="accuracy"),
+                            keras.metrics.F1Score(average="macro", name="macro_f1")]
+                        for h in heads},
+        }
+
+    def _key(self, head: str, metric: str) -> str:
+        # Keras prefixes metric names with the output name only for multi-output models.
+        return f"{head}_{metric}" if len(self._heads()) > 1 else metric
+
+    def monitor(self) -> tuple[str, str]:
+        return "val_" + self._key("sentiment", "macro_f1"), "max"
+
+    def summary_keys(self) -> list[str]:
+        keys = ["loss", "val_loss"]
+        for h in self._heads():
+            keys += ["val_" + self._key(h, "accuracy"), "val_" + self._key(h, "macro_f1")]
+        return keys
+
+    def callbacks(self, run_dir: Path, validation: Examples, packer) -> list:
+        batch = self.config.train.global_batch_size
+        inputs = texts_only_dataset(validation.texts, packer, batch).cache()
+        label_sets = {"sentiment": (validation.labels, self.params.labels)}
+        if self.params.topic_column:
+            label_sets["topic"] = (validation.topics, self.params.topic_labels)
+        return [ClassificationReport(run_dir / "logs", inputs, validation.texts, y, labels,
+                                     head, self.params.max_misclassified_logged)
+                for head, (y, labels) in label_sets.items()]
+
+    # --- evaluation and serving -------------------------------------------------------
+    def evaluate(self, model: keras.Model, examples: Examples, packer) -> dict:
+        if len(examples) == 0:
+            return {}
+        ds = texts_only_dataset(examples.texts, packer, self.config.train.global_batch_size)
+        logits = model.predict(ds, verbose=0)
+        out = {"sentiment": classification_report(
+            examples.labels, logits["sentiment"].argmax(axis=1), self.params.labels)}
+        if self.params.topic_column:
+            out["topic"] = classification_report(
+                examples.topics, logits["topic"].argmax(axis=1), self.params.topic_labels)
+        return out
+
+    def format_metrics(self, metrics: dict) -> str:
+        return "\n".join(format_report(head, report) for head, report in metrics.items())
+
+    def serving_signatures(self, model: keras.Model, packer) -> dict:
+        heads = {"sentiment": self.params.labels}
+        if self.params.topic_column:
+            heads["topic"] = self.params.topic_labels
+
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
+        def serve(text):
+            logits = model(packer(text), training=False)
+            out = {}
+            for head, labels in heads.items():
+                prefix = "" if head == "sentiment" else f"{head}_"
+                probs = tf.nn.softmax(tf.cast(logits[head], tf.float32), axis=-1)
+                names = tf.constant(labels)
+                out[f"{prefix}probabilities"] = probs
+                out[f"{prefix}label"] = tf.gather(names, tf.argmax(probs, axis=-1))
+                out[f"{prefix}score"] = tf.reduce_max(probs, axis=-1)
+                # Class names per row, so row-format (instances) clients can read them.
+                out[f"{prefix}classes"] = tf.tile(names[tf.newaxis], [tf.shape(text)[0], 1])
+            return out
+
+        return {"serving_default": serve}
+
+    def example_inputs(self) -> dict:
+        return {"serving_default": {"text": np.array([
+            "Shares of Northwind Bank jumped 9% after earnings beat estimates.",
+            "The central bank left interest rates unchanged, as expected.",
+            "Helix Pharma cut its full-year revenue guidance after sales fell 12%.",
+            "Ünïcode and a very long sentence " + "about markets " * 200,
+        ])}}
+
+    def model_card_lines(self, splits: dict) -> list[str]:
+        lines = [f"- labels: {', '.join(self.params.labels)}"]
+        if self.params.topic_column:
+            lines.append(f"- topic labels: {', '.join(self.params.topic_labels)}")
+        for split in SPLITS:
+            ex = splits[split]
+            counts = Counter(self.params.labels[i] for i in ex.labels)
+            lines.append(f"- {split}: {len(ex)} examples from {ex.source} "
+                         f"({', '.join(f'{k} {v}' for k, v in sorted(counts.items()))})")
+        return lines

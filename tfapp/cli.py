@@ -1,0 +1,62 @@
+"""Argument handling shared by the CLIs: --task, --config, --set and flag shortcuts."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import tasks
+from tfapp.config import Config, apply_overrides, build_config, default_config_path, read_yaml
+
+# Flags that are shortcuts for --set overrides.
+SHORTCUTS = {
+    "backbone": "backbone.name",
+    "strategy": "train.strategy",
+    "precision": "train.precision",
+    "tpu": "train.tpu",
+    "epochs": "train.epochs",
+}
+
+
+def add_config_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--task", required=True, help="task name, e.g. sentiment")
+    parser.add_argument("--config", help="YAML config (default: configs/<task>.yaml)")
+    parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                        help="override a config value (repeatable; value parsed as YAML)")
+    parser.add_argument("--backbone", help="default | tiny | HF BERT dir | keras-hub preset dir")
+    parser.add_argument("--strategy",
+                        choices=["auto", "default", "mirrored", "multiworker", "tpu"])
+    parser.add_argument("--precision",
+                        choices=["auto", "float32", "mixed_float16", "mixed_bfloat16"])
+    parser.add_argument("--tpu", help="TPU name or grpc:// address")
+    parser.add_argument("--epochs", type=int)
+
+
+def resolve_config(args: argparse.Namespace) -> tuple[Config, type]:
+    """Loads the task's YAML (or its defaults), applies --set and shortcut flags."""
+    task_cls = tasks.get_task(args.task)
+    path = Path(args.config) if args.config else default_config_path(args.task)
+    raw = read_yaml(path) if path else {}
+    raw.setdefault("task", args.task)
+    if raw["task"] != args.task:
+        from tfapp.errors import ConfigError
+
+        raise ConfigError(f"{path}: is a config for task '{raw['task']}', not '{args.task}'")
+    overrides = list(args.set)
+    for flag, key in SHORTCUTS.items():
+        value = getattr(args, flag, None)
+        if value is not None:
+            overrides.append(f"{key}={value}")
+    raw = apply_overrides(raw, overrides)
+    return build_config(raw, task_cls.Config, str(path or "defaults")), task_cls
+
+
+def config_from_run(run_dir: Path) -> tuple[Config, type]:
+    """The resolved config a run saved, typed with its task's schema."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        from tfapp.errors import ConfigError
+
+        raise ConfigError(f"{run_dir}: not a run directory (no config.yaml)")
+    raw = read_yaml(path)
+    task_cls = tasks.get_task(str(raw.get("task")))
+    return build_config(raw, task_cls.Config, str(path)), task_cls

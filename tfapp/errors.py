@@ -1,0 +1,44 @@
+"""User-facing errors: one clear line, naming the file, row and field where there is one."""
+from __future__ import annotations
+
+import functools
+import sys
+
+
+class TfappError(Exception):
+    """An error caused by the user's input; the CLIs print it as one line and exit 2."""
+
+
+class ConfigError(TfappError):
+    """A bad config file, key, value or command-line option."""
+
+
+class DataError(TfappError):
+    """A bad data file or row."""
+
+    def __init__(self, path, message, row=None, field=None):
+        where = str(path)
+        if row is not None:
+            where += f": row {row}"
+        if field is not None:
+            where += f": field '{field}'"
+        super().__init__(f"{where}: {message}")
+        self.path, self.row, self.field = str(path), row, field
+
+
+class BackboneError(TfappError):
+    """A backbone that cannot be resolved or loaded."""
+
+
+def cli_main(fn):
+    """Wraps a CLI entry point: user errors become one `error: ...` line and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(argv=None):
+        try:
+            return fn(argv)
+        except TfappError as e:
+            print(f"error: {e}", file=sys.stderr)
+            sys.exit(2)
+
+    return wrapper

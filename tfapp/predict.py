@@ -1,0 +1,98 @@
+"""python -m tfapp.predict --model EXPORT_DIR (--text "..." ... | --file FILE): one JSON line
+per input with the exported model's outputs. Needs only tensorflow + tensorflow_text."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import tfapp  # noqa: F401
+from tfapp.errors import DataError, TfappError, cli_main
+
+
+def resolve_export(path: Path) -> Path:
+    """A SavedModel directory, or a TF Serving model base whose highest version is used."""
+    if (path / "saved_model.pb").is_file():
+        return path
+    versions = sorted((int(p.name) for p in path.iterdir() if p.name.isdigit()),
+                      reverse=True) if path.is_dir() else []
+    for version in versions:
+        if (path / str(version) / "saved_model.pb").is_file():
+            return path / str(version)
+    raise TfappError(f"{path}: not a SavedModel directory or a base of numbered versions")
+
+
+def read_texts(path: str, column: str) -> list[str]:
+    """Texts from a .txt file (one per line) or a CSV/TSV/JSONL file's `column`."""
+    from tfapp.data import read_rows
+
+    p = Path(path)
+    if p.suffix.lower() == ".txt":
+        if not p.is_file():
+            raise DataError(p, "file not found")
+        try:
+            lines = p.read_text(encoding="utf-8").splitlines()
+        except UnicodeDecodeError as e:
+            raise DataError(p, f"invalid UTF-8 at byte {e.start}") from None
+        texts = [t for t in lines if t.strip()]
+        if not texts:
+            raise DataError(p, "file has no text lines")
+        return texts
+    return [values[column] for _, values in read_rows(p, [column])]
+
+
+def rows_of(outputs: dict, n: int) -> list[dict]:
+    """Per-input dicts; `X_probabilities` paired with `X_classes` become {class: p}."""
+    arrays = {k: v.numpy() for k, v in outputs.items()}
+    rows = []
+    for i in range(n):
+        row = {}
+        for key, value in sorted(arrays.items()):
+            if key.endswith("classes"):
+                continue
+            item = value[i]
+            classes = arrays.get(key.replace("probabilities", "classes"))
+            if key.endswith("probabilities") and classes is not None:
+                item = {c.decode(): round(float(p), 6) for c, p in zip(classes[i], item)}
+            elif isinstance(item, bytes):
+                item = item.decode()
+            elif hasattr(item, "tolist"):
+                item = item.tolist()
+            row[key] = item
+        rows.append(row)
+    return rows
+
+
+@cli_main
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="python -m tfapp.predict", description=__doc__)
+    parser.add_argument("--model", required=True, help="SavedModel dir or model base dir")
+    parser.add_argument("--text", action="append", default=[], help="input text (repeatable)")
+    parser.add_argument("--file", help=".txt (one text per line) or CSV/TSV/JSONL")
+    parser.add_argument("--column", default="text", help="text column for CSV/TSV/JSONL")
+    parser.add_argument("--signature", default="serving_default")
+    parser.add_argument("--batch-size", type=int, default=64)
+    args = parser.parse_args(argv)
+    texts = list(args.text) + (read_texts(args.file, args.column) if args.file else [])
+    if not texts:
+        parser.error("give --text or --file")
+
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (registers the tokeniser ops the graph uses)
+
+    export = resolve_export(Path(args.model))
+    model = tf.saved_model.load(str(export))
+    if args.signature not in model.signatures:
+        raise TfappError(f"{export}: no signature '{args.signature}' "
+                         f"(has: {', '.join(model.signatures)})")
+    fn = model.signatures[args.signature]
+    for start in range(0, len(texts), args.batch_size):
+        batch = texts[start:start + args.batch_size]
+        for text, row in zip(batch, rows_of(fn(tf.constant(batch)), len(batch))):
+            print(json.dumps({"text": text, **row}, ensure_ascii=False))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

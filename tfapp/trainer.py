@@ -1,0 +1,206 @@
+"""Training wiring: strategy, data, model, optimizer, callbacks, fit, evaluation, export.
+
+Talks to tasks only through the Task contract (tasks/base.py).
+"""
+from __future__ import annotations
+
+import datetime as dt
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import tfapp  # noqa: F401
+import keras
+import tensorflow as tf
+
+from tfapp import distribute
+from tfapp.backbone import TextPacker, load_backbone
+from tfapp.callbacks import TrainingStats
+from tfapp.config import Config
+from tfapp.data import count_truncated
+from tfapp.errors import ConfigError
+from tfapp.export import export_saved_model
+from tfapp.rundir import atomic_write_text, dir_size_bytes, new_run_dir, write_json
+
+WEIGHTS_FILE = "model.weights.h5"
+# Variables that AdamW must not decay: biases, LayerNorm scales/offsets, embeddings' norms.
+NO_DECAY = ["bias", "gamma", "beta"]
+
+
+def say(message: str) -> None:
+    print(f"[tfapp] {message}", flush=True)
+
+
+def make_optimizer(train_cfg, total_steps: int) -> keras.optimizers.Optimizer:
+    """AdamW with linear warm-up then cosine decay to zero, and global-norm clipping."""
+    warmup = int(round(train_cfg.warmup_ratio * total_steps))
+    schedule = keras.optimizers.schedules.CosineDecay(
+        initial_learning_rate=0.0 if warmup else train_cfg.learning_rate,
+        decay_steps=max(total_steps - warmup, 1),
+        warmup_target=train_cfg.learning_rate if warmup else None,
+        warmup_steps=warmup, alpha=0.0)
+    optimizer = keras.optimizers.AdamW(
+        learning_rate=schedule, weight_decay=train_cfg.weight_decay,
+        global_clipnorm=train_cfg.clip_norm if train_cfg.clip_norm > 0 else None)
+    optimizer.exclude_from_weight_decay(var_names=NO_DECAY)
+    return optimizer
+
+
+def build_compiled_model(task, cfg: Config, loaded, placement, total_steps: int):
+    """Task head on the backbone, compiled; call inside the strategy's scope."""
+    model = task.build_model(loaded)
+    optimizer = make_optimizer(cfg.train, total_steps)
+    if placement.precision == "mixed_float16":
+        # Scales the loss so float16 gradients do not underflow.
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    model.compile(optimizer=optimizer, jit_compile=cfg.train.jit_compile,
+                  steps_per_execution=cfg.train.steps_per_execution, **task.compile_args())
+    return model
+
+
+def model_card(cfg: Config, task, loaded, splits, metrics: dict, export_dir, seconds) -> str:
+    lines = [
+        f"# Model card: {cfg.task}",
+        "",
+        f"- date: {dt.datetime.now().isoformat(timespec='seconds')}",
+        f"- backbone: {loaded.source}",
+        f"- backbone details: {loaded.backbone.count_params():,} parameters, "
+        f"pooling {cfg.backbone.pooling}, max_seq_length {cfg.backbone.max_seq_length}, "
+        f"exact GELU {loaded.exact_gelu}",
+        f"- training: {cfg.train.epochs} epoch(s) max, global batch {cfg.train.global_batch_size}, "
+        f"AdamW lr {cfg.train.learning_rate}, seed {cfg.seed}, {seconds:.0f} s",
+        f"- export: {export_dir or 'not exported'}",
+        "",
+        "## Data",
+        *task.model_card_lines(splits),
+        "",
+        "## Metrics",
+        "```",
+    ]
+    for split in ("validation", "test"):
+        if metrics.get(split):
+            lines += [f"[{split}]", task.format_metrics(metrics[split])]
+    lines += ["```", "",
+              "## Intended use and limits",
+              "Fine-tuned on the data above; check it on your own held-out data before use. "
+              "The built-in sample is template-generated: its metrics are a smoke test, "
+              "not an estimate of accuracy on real text.", ""]
+    return "\n".join(lines)
+
+
+def train(cfg: Config, task_cls, run_dir: str | None = None) -> Path:
+    """Runs one training job end to end; returns the run directory."""
+    started = time.perf_counter()
+    # tf.data input is shuffled by the pipeline itself; Keras' notice about it is noise.
+    warnings.filterwarnings("ignore", message=".*shuffle=True.*")
+    say("config:\n" + cfg.to_yaml().rstrip())
+    keras.utils.set_random_seed(cfg.seed)
+    placement = distribute.resolve(cfg.train)
+    for reason in placement.reasons:
+        say(reason)
+
+    task = task_cls(cfg)
+    # Read and validate all data before anything is written.
+    splits = task.load_splits()
+    sizes = {k: len(v) for k, v in splits.items()}
+    say(f"data: {sizes['train']} train / {sizes['validation']} validation / "
+        f"{sizes['test']} test examples")
+
+    run_path = Path(run_dir or cfg.run.dir or new_run_dir(cfg.run.root, cfg.task))
+    resuming = (run_path / "backup").is_dir()
+    run_path.mkdir(parents=True, exist_ok=True)
+    cfg.run.dir = str(run_path)
+    atomic_write_text(run_path / "config.yaml", cfg.to_yaml())
+    say(f"run dir: {run_path}" + (" (resuming from its backup)" if resuming else ""))
+
+    batch = cfg.train.global_batch_size
+    if batch % placement.num_replicas:
+        raise ConfigError(
+            f"train.global_batch_size {batch} is not divisible by {placement.num_replicas} "
+            f"replicas")
+    with placement.strategy.scope():  # backbone variables must live on the strategy
+        loaded = load_backbone(cfg.backbone.name, cfg.backbone.exact_gelu)
+    say(f"backbone: {loaded.source}, {loaded.backbone.count_params():,} parameters")
+    packer = TextPacker(loaded.tokenizer, cfg.backbone.max_seq_length)
+    for split, examples in splits.items():
+        if len(examples):
+            n, longest = count_truncated(packer, task.texts(examples))
+            if n:
+                say(f"{split}: {n} of {len(examples)} texts longer than "
+                    f"{cfg.backbone.max_seq_length - 2} word pieces were truncated "
+                    f"(longest {longest})")
+
+    train_ds = task.dataset(splits["train"], packer, batch, training=True)
+    val_ds = task.dataset(splits["validation"], packer, batch, training=False)
+    # Length buckets flush partial batches, so count the real number of steps (one pass,
+    # which also fills the cache); Keras then shows a true progress bar.
+    steps_per_epoch = int(train_ds.reduce(0, lambda n, _: n + 1))
+    train_ds = train_ds.apply(tf.data.experimental.assert_cardinality(steps_per_epoch))
+    with placement.strategy.scope():
+        model = build_compiled_model(task, cfg, loaded, placement,
+                                     steps_per_epoch * cfg.train.epochs)
+    monitor, mode = task.monitor()
+    chief = distribute.is_chief(placement.strategy)
+    callbacks = [
+        TrainingStats(sizes["train"], task.summary_keys(), printer=say),
+        keras.callbacks.BackupAndRestore(str(run_path / "backup")),
+        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
+                                      patience=cfg.train.early_stopping_patience,
+                                      restore_best_weights=True, verbose=1),
+    ]
+    if chief:
+        callbacks += [
+            keras.callbacks.TensorBoard(str(run_path / "logs"), update_freq="epoch"),
+            keras.callbacks.ModelCheckpoint(
+                str(run_path / "checkpoints" / "best.weights.h5"), monitor=monitor, mode=mode,
+                save_best_only=True, save_weights_only=True),
+            *task.callbacks(run_path, splits["validation"], packer),
+        ]
+    say(f"training: {steps_per_epoch} steps/epoch, up to {cfg.train.epochs} epochs, "
+        f"monitoring {monitor} ({mode})")
+    history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs,
+                        callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+    train_seconds = time.perf_counter() - started
+
+    metrics = {"history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+               "validation": task.evaluate(model, splits["validation"], packer),
+               "test": task.evaluate(model, splits["test"], packer)}
+    for split in ("validation", "test"):
+        if metrics[split]:
+            say(f"{split} metrics:\n" + task.format_metrics(metrics[split]))
+
+    export_dir = None
+    if chief:
+        model.save_weights(str(run_path / WEIGHTS_FILE))
+        if cfg.export.enabled:
+            export_dir = export_saved_model(task, model, packer,
+                                            run_path / "export" / cfg.task, cfg.export.version)
+            size_mb = dir_size_bytes(export_dir) / 2**20
+            metrics["export"] = {"path": str(export_dir), "size_mb": round(size_mb, 1)}
+            say(f"exported SavedModel: {export_dir} ({size_mb:.1f} MiB)")
+        metrics["wall_seconds"] = round(time.perf_counter() - started, 1)
+        metrics["train_examples"] = sizes["train"]
+        write_json(run_path / "metrics.json", metrics)
+        atomic_write_text(run_path / "MODEL_CARD.md",
+                          model_card(cfg, task, loaded, splits, metrics, export_dir,
+                                     train_seconds))
+    say(f"done in {time.perf_counter() - started:.0f} s; run dir {run_path}")
+    return run_path
+
+
+
+def restore_run(run_dir: str | Path):
+    """(config, task, model, packer) of a finished run, with its final weights loaded."""
+    from tfapp.cli import config_from_run
+
+    run_path = Path(run_dir)
+    cfg, task_cls = config_from_run(run_path)
+    weights = run_path / WEIGHTS_FILE
+    if not weights.is_file():
+        raise ConfigError(f"{run_path}: no {WEIGHTS_FILE} (did the run finish?)")
+    task = task_cls(cfg)
+    loaded = load_backbone(cfg.backbone.name, cfg.backbone.exact_gelu)
+    model = task.build_model(loaded)
+    model.load_weights(str(weights))
+    return cfg, task, model, TextPacker(loaded.tokenizer, cfg.backbone.max_seq_length)
