@@ -100,12 +100,22 @@ def train(cfg: Config, task_cls, run_dir: str | None = None) -> Path:
     for reason in placement.reasons:
         say(reason)
 
+    batch = cfg.train.global_batch_size
+    if batch % placement.num_replicas:
+        raise ConfigError(
+            f"train.global_batch_size {batch} is not divisible by {placement.num_replicas} "
+            f"replicas")
     task = task_cls(cfg)
     # Read and validate all data before anything is written.
     splits = task.load_splits()
     sizes = {k: len(v) for k, v in splits.items()}
     say(f"data: {sizes['train']} train / {sizes['validation']} validation / "
         f"{sizes['test']} test examples")
+
+    # Resolve the backbone before writing, so a bad backbone leaves no half-made run.
+    with placement.strategy.scope():  # backbone variables must live on the strategy
+        loaded = load_backbone(cfg.backbone.name, cfg.backbone.exact_gelu)
+    say(f"backbone: {loaded.source}, {loaded.backbone.count_params():,} parameters")
 
     run_path = Path(run_dir or cfg.run.dir or new_run_dir(cfg.run.root, cfg.task))
     resuming = (run_path / "backup").is_dir()
@@ -114,14 +124,6 @@ def train(cfg: Config, task_cls, run_dir: str | None = None) -> Path:
     atomic_write_text(run_path / "config.yaml", cfg.to_yaml())
     say(f"run dir: {run_path}" + (" (resuming from its backup)" if resuming else ""))
 
-    batch = cfg.train.global_batch_size
-    if batch % placement.num_replicas:
-        raise ConfigError(
-            f"train.global_batch_size {batch} is not divisible by {placement.num_replicas} "
-            f"replicas")
-    with placement.strategy.scope():  # backbone variables must live on the strategy
-        loaded = load_backbone(cfg.backbone.name, cfg.backbone.exact_gelu)
-    say(f"backbone: {loaded.source}, {loaded.backbone.count_params():,} parameters")
     packer = TextPacker(loaded.tokenizer, cfg.backbone.max_seq_length)
     for split, examples in splits.items():
         if len(examples):

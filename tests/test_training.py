@@ -1,0 +1,148 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+import tasks
+from conftest import REPO, run_cli, sample_rows, tiny_config, write_csv
+from tfapp import distribute
+from tfapp.backbone import TextPacker, load_backbone
+from tfapp.trainer import build_compiled_model
+
+
+def test_one_training_step_lowers_the_loss(tmp_path):
+    cfg = tiny_config(tmp_path, **{"train.learning_rate": 3e-3, "train.warmup_ratio": 0.0})
+    placement = distribute.resolve(cfg.train)
+    task = tasks.get_task("sentiment")(cfg)
+    splits = task.load_splits()
+    with placement.strategy.scope():
+        loaded = load_backbone("tiny")
+        model = build_compiled_model(task, cfg, loaded, placement, total_steps=10)
+    packer = TextPacker(loaded.tokenizer, 64)
+    x, y, w = next(iter(task.dataset(splits["train"], packer, 64, training=True)))
+    before = model.test_on_batch(x, y, return_dict=True)["loss"]
+    model.train_on_batch(x, y, sample_weight=w)
+    after = model.test_on_batch(x, y, return_dict=True)["loss"]
+    assert after < before - 1e-3, (before, after)
+
+
+def _event_tags(log_dir: Path) -> set[str]:
+    tags = set()
+    for path in log_dir.rglob("events.out.tfevents*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            tags.update(v.tag for v in event.summary.value)
+    return tags
+
+
+def test_cli_end_to_end_writes_a_complete_run(tiny_run):
+    run_dir, stdout = tiny_run
+    assert "[tfapp] epoch 1:" in stdout and "[tfapp] epoch 2:" in stdout
+    assert f"run dir {run_dir}" in stdout
+    assert "strategy default (OneDeviceStrategy" in stdout and "precision float32" in stdout
+    for name in ("config.yaml", "metrics.json", "MODEL_CARD.md", "model.weights.h5",
+                 "checkpoints/best.weights.h5", "export/sentiment/1/saved_model.pb"):
+        assert (run_dir / name).is_file(), name
+    assert not (run_dir / "backup").exists()  # BackupAndRestore cleans up after success
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert len(metrics["history"]["loss"]) == 2
+    test = metrics["test"]["sentiment"]
+    assert set(test["per_class"]) == {"negative", "neutral", "positive"}
+    assert 0 <= test["macro_f1"] <= 1 and test["examples"] == 59
+    card = (run_dir / "MODEL_CARD.md").read_text()
+    assert "tiny" in card and "macro-F1" in card and "474 examples" in card
+    tags = _event_tags(run_dir / "logs")
+    for tag in ("epoch_loss", "epoch_learning_rate", "epoch_examples_per_second",
+                "epoch_sentiment_macro_f1", "sentiment/confusion_matrix",
+                "sentiment/misclassified", "topic/confusion_matrix"):
+        assert tag in tags, (tag, sorted(tags))
+
+
+def test_evaluate_cli_prints_table_and_writes_metrics(tiny_run, tmp_path):
+    run_dir, _ = tiny_run
+    data = write_csv(tmp_path / "holdout.csv", sample_rows(40))
+    result = run_cli("tfapp.evaluate", "--run", run_dir, "--data", data)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "sentiment: accuracy" in result.stdout and "precision" in result.stdout
+    metrics = json.loads((run_dir / "eval" / "holdout" / "metrics.json").read_text())
+    assert metrics["sentiment"]["examples"] == 40
+
+
+def test_bad_evaluation_file_is_one_line_and_leaves_run_intact(tiny_run, tmp_path):
+    run_dir, _ = tiny_run
+    before = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    rows = sample_rows(5)
+    rows[3]["label"] = "bullish"
+    data = write_csv(tmp_path / "bad.csv", rows)
+    result = run_cli("tfapp.evaluate", "--run", run_dir, "--data", data)
+    assert result.returncode == 2
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: {data}: row 5: field 'label': unknown label 'bullish' "
+                      f"(expected one of negative, neutral, positive)"]
+    after = {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()}
+    assert after == before
+
+
+def test_predict_cli_prints_label_and_probabilities(tiny_run, tmp_path):
+    run_dir, _ = tiny_run
+    texts = tmp_path / "texts.txt"
+    texts.write_text("Stocks rallied to a record high.\n\nThe bank cut its dividend.\n")
+    result = run_cli("tfapp.predict", "--model", run_dir / "export" / "sentiment",
+                     "--text", "Shares of Vega Motors slumped 9%.", "--file", texts)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["text"] for r in rows] == ["Shares of Vega Motors slumped 9%.",
+                                         "Stocks rallied to a record high.",
+                                         "The bank cut its dividend."]
+    for r in rows:
+        assert r["label"] in ("negative", "neutral", "positive")
+        assert set(r["probabilities"]) == {"negative", "neutral", "positive"}
+        assert sum(r["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+        assert r["probabilities"][r["label"]] == pytest.approx(r["score"], abs=1e-5)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--task", "nope"], "error: unknown task 'nope' (available: "),
+    (["--task", "sentiment", "--set", "train.lr=1"], "unknown key 'lr'"),
+    (["--task", "sentiment", "--backbone", "/no/such/dir"],
+     "error: backbone '/no/such/dir': not 'default', 'tiny' or an existing directory"),
+    (["--task", "sentiment", "--strategy", "multiworker"], "needs the TF_CONFIG"),
+    (["--task", "sentiment", "--strategy", "tpu"], "--strategy tpu needs a TPU name"),
+])
+def test_train_cli_errors_are_one_line_with_exit_2(args, message, tmp_path):
+    result = run_cli("tfapp.train", *args, "--set", f"run.root={tmp_path}")
+    assert result.returncode == 2, result.stderr[-2000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and message in errors[0], result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    assert not any(tmp_path.iterdir())  # nothing written
+
+
+def test_bad_data_in_existing_run_dir_changes_nothing(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "config.yaml").write_text("previous run's config\n")
+    rows = sample_rows(30)
+    rows[7]["text"] = ""
+    data = write_csv(tmp_path / "news.csv", rows)
+    result = run_cli("tfapp.train", "--task", "sentiment", "--backbone", "tiny",
+                     "--set", f"data.train_file={data}", "--run-dir", run_dir)
+    assert result.returncode == 2
+    assert f"error: {data}: row 9: field 'text': empty text" in result.stderr
+    assert (run_dir / "config.yaml").read_text() == "previous run's config\n"
+    assert sorted(p.name for p in run_dir.iterdir()) == ["config.yaml"]
+
+
+def test_distribute_auto_choices():
+    choose = distribute.choose_strategy_name
+    assert choose("auto", None, None, 0)[0] == "default"
+    assert choose("auto", None, None, 2)[0] == "mirrored"
+    assert choose("auto", None, '{"cluster": {}}', 0)[0] == "multiworker"
+    assert choose("auto", "grpc://10.0.0.1:8470", None, 0)[0] == "tpu"
+    prec = distribute.choose_precision
+    assert prec("auto", "default", [])[0] == "float32"
+    assert prec("auto", "default", [(8, 0)])[0] == "mixed_float16"
+    assert prec("auto", "default", [(6, 1)])[0] == "float32"
+    assert prec("auto", "tpu", [])[0] == "mixed_bfloat16"
+    assert "emulated" in prec("mixed_float16", "default", [])[1]
