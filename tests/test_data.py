@@ -55,7 +55,7 @@ def test_bad_training_file_names_file_row_and_field(tmp_path, setup, message):
     elif setup == "bad_utf8":
         write_csv(path, rows)
         lines = path.read_bytes().split(b"\n")
-        lines[2] = b"Shares \xff fell," + lines[2].split(b",", 1)[1]
+        lines[2] = lines[2].replace(b" ", b" \xff", 1)  # inside the text (first column)
         path.write_bytes(b"\n".join(lines))
     elif setup == "bad_utf8_jsonl":
         path = tmp_path / f"{setup}.jsonl"

@@ -71,7 +71,8 @@ def _md_cell(text: str) -> str:
 
 class ClassificationReport(keras.callbacks.Callback):
     """Each epoch: predicts the validation set and writes to TensorBoard a confusion-matrix
-    image and a markdown table of misclassified examples, for one classification output."""
+    image, per-class precision/recall and a markdown table of misclassified examples, for
+    one classification output."""
 
     def __init__(self, log_dir: Path, inputs: tf.data.Dataset, texts: list[str],
                  y_true: np.ndarray, labels: list[str], output: str, max_examples: int = 20):
@@ -101,4 +102,7 @@ class ClassificationReport(keras.callbacks.Callback):
         with self.writer.as_default(step=epoch):
             tf.summary.image(f"{self.output}/confusion_matrix", image)
             tf.summary.text(f"{self.output}/misclassified", table)
+            for label, per_class in report["per_class"].items():
+                for name in ("precision", "recall"):
+                    tf.summary.scalar(f"{self.output}/{name}/{label}", per_class[name])
         self.writer.flush()

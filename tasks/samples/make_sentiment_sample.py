@@ -35,6 +35,8 @@ TEMPLATES = {
         "{co} warned that profit for {q} will fall well short of expectations.",
         "Net income at {co} fell {pct}% as loan losses mounted.",
         "{co} posted a wider-than-expected loss for {q} and withdrew its outlook.",
+        "{co} posted record sales in {q}, but warned that margins will shrink sharply next year.",
+        "Despite higher revenue, {co} saw profit slide {pct}% as costs ballooned.",
     ],
     ("neutral", "earnings"): [
         "{co} will report results for {q} on {day}.",
@@ -45,6 +47,7 @@ TEMPLATES = {
         "{co} reports its earnings in euros and publishes results twice a year.",
         "The board of {co} proposed an unchanged dividend of {small} per share.",
         "{co} said it expects revenue for {q} to be roughly the same as last year.",
+        "Gains in retail at {co} were offset by losses in wholesale, leaving profit flat.",
     ],
     ("positive", "earnings"): [
         "{co} raised its full-year profit forecast after a strong {q}.",
@@ -55,6 +58,8 @@ TEMPLATES = {
         "{co} returned to profit in {q}, earning {amt} million.",
         "Strong demand lifted net income at {co} by {pct}% in {q}.",
         "{co} beat forecasts and announced a share buyback of {amt} million.",
+        "Despite a {pct}% drop in revenue, {co} beat profit forecasts and raised guidance.",
+        "{co} had a weak start to {q}, but a strong finish pushed earnings above estimates.",
     ],
     ("negative", "deals"): [
         "{co} abandoned its planned acquisition of {co2} after regulators raised objections.",
@@ -91,6 +96,7 @@ TEMPLATES = {
         "The {idx} posted its worst week since the spring as recession worries grew.",
         "Shares of {co} led losses as the {idx} slid {pct}% on {day}.",
         "Investors fled risky assets after weak factory data, and the {idx} tumbled.",
+        "An early rally faded and the {idx} closed {pct}% lower as bank stocks like {co} sank.",
     ],
     ("neutral", "markets"): [
         "The {idx} closed little changed ahead of the central bank meeting.",
@@ -109,6 +115,7 @@ TEMPLATES = {
         "Bank stocks including {co} rallied after the economy grew faster than forecast.",
         "The {idx} notched its best month of the year on upbeat earnings.",
         "Oil prices recovered {pct}%, lifting energy shares such as {co}.",
+        "After a weak open, the {idx} recovered to close {pct}% higher, led by {co}.",
     ],
     ("negative", "analyst"): [
         "{broker} downgraded {co} to sell, citing weak margins.",
