@@ -118,6 +118,10 @@ def train(cfg: Config, task_cls, run_dir: str | None = None) -> Path:
     say(f"backbone: {loaded.source}, {loaded.backbone.count_params():,} parameters")
 
     run_path = Path(run_dir or cfg.run.dir or new_run_dir(cfg.run.root, cfg.task))
+    pinned = cfg.export.version
+    if pinned is not None and (run_path / "export" / cfg.task / str(pinned)).exists():
+        raise ConfigError(f"export.version {pinned} already exists under {run_path}; "
+                          f"versions are never overwritten")
     resuming = (run_path / "backup").is_dir()
     run_path.mkdir(parents=True, exist_ok=True)
     cfg.run.dir = str(run_path)
@@ -189,7 +193,6 @@ def train(cfg: Config, task_cls, run_dir: str | None = None) -> Path:
                                      train_seconds))
     say(f"done in {time.perf_counter() - started:.0f} s; run dir {run_path}")
     return run_path
-
 
 
 def restore_run(run_dir: str | Path):
