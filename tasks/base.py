@@ -74,6 +74,11 @@ class Task:
         """{signature name: tf.function taking raw strings}; one must be serving_default."""
         raise NotImplementedError
 
+    def signature_methods(self) -> dict:
+        """{signature name: SignatureDef method name} for signatures that are not Predict,
+        e.g. {"classify": tfapp.serving.CLASSIFY_METHOD} for TF Serving's Classify API."""
+        return {}
+
     def example_inputs(self) -> dict:
         """{signature name: sample inputs (a dict of arrays)} for export checks."""
         raise NotImplementedError

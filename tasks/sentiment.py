@@ -18,6 +18,7 @@ from tfapp.callbacks import ClassificationReport
 from tfapp.data import read_rows, seeded_split, text_dataset, texts_only_dataset
 from tfapp.errors import ConfigError, DataError
 from tfapp.metrics import classification_report, format_report
+from tfapp.serving import CLASSIFY_METHOD, text_examples
 
 SPLITS = ("train", "validation", "test")
 
@@ -262,15 +263,31 @@ class SentimentTask(Task):
                 out[f"{prefix}classes"] = tf.tile(names[tf.newaxis], [tf.shape(text)[0], 1])
             return out
 
-        return {"serving_default": serve}
+        text_column = self.params.text_column
+
+        # TF Serving's Classify API: serialized tf.Example in (text under the configured
+        # text column), `classes` and `scores` out.
+        @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="inputs")])
+        def classify(inputs):
+            features = tf.io.parse_example(
+                inputs, {text_column: tf.io.FixedLenFeature([], tf.string)})
+            out = serve(features[text_column])
+            return {"classes": out["classes"], "scores": out["probabilities"]}
+
+        return {"serving_default": serve, "classify": classify}
+
+    def signature_methods(self) -> dict:
+        return {"classify": CLASSIFY_METHOD}
 
     def example_inputs(self) -> dict:
-        return {"serving_default": {"text": np.array([
+        texts = [
             "Shares of Northwind Bank jumped 9% after earnings beat estimates.",
             "The central bank left interest rates unchanged, as expected.",
             "Helix Pharma cut its full-year revenue guidance after sales fell 12%.",
             "Ünïcode and a very long sentence " + "about markets " * 200,
-        ])}}
+        ]
+        return {"serving_default": {"text": np.array(texts, dtype=object)},
+                "classify": {"inputs": text_examples(texts, self.params.text_column)}}
 
     def model_card_lines(self, splits: dict) -> list[str]:
         lines = [f"- labels: {', '.join(self.params.labels)}"]

@@ -1,7 +1,8 @@
 """SavedModel export in TF Serving's layout: BASE/<model name>/<integer version>/.
 
-A version is written under a hidden temporary name, reloaded and checked against the
-in-memory model, and only then renamed into place, so a server polling BASE never sees a
+A version is written under a hidden temporary name (with Classify method names, an op
+check and warmup requests, see tfapp.serving), reloaded and checked against the in-memory
+model, and only then renamed into place, so a server polling BASE never sees a
 partial or wrong version, and an existing version is never overwritten.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfapp.errors import TfappError
+from tfapp.serving import check_serving_ops, set_method_names, warmup_records, write_warmup
 
 PARITY_TOLERANCE = 1e-5
 
@@ -67,6 +69,10 @@ def export_saved_model(task, model, packer, model_base: Path,
         module.model = model
         module.tokenizer = packer.tokenizer
         tf.saved_model.save(module, str(tmp), signatures=signatures)
+        methods = task.signature_methods()
+        set_method_names(tmp, methods)
+        check_serving_ops(tmp)
+        write_warmup(tmp, warmup_records(model_base.name, task.example_inputs(), methods))
         reloaded = tf.saved_model.load(str(tmp))
         for name, inputs in task.example_inputs().items():
             feed = {k: tf.constant(v) for k, v in inputs.items()}
@@ -76,3 +82,34 @@ def export_saved_model(task, model, packer, model_base: Path,
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
     return final
+
+
+def main(argv=None):
+    """python -m tfapp.export --run RUN_DIR [--version N] [--base DIR]: re-export a finished
+    run's final weights as a new SavedModel version, without retraining."""
+    import argparse
+
+    from tfapp.errors import cli_main
+    from tfapp.rundir import dir_size_bytes
+
+    @cli_main
+    def run(argv):
+        parser = argparse.ArgumentParser(prog="python -m tfapp.export",
+                                         description=main.__doc__)
+        parser.add_argument("--run", required=True, help="run directory written by tfapp.train")
+        parser.add_argument("--version", type=int, help="version number (default: next)")
+        parser.add_argument("--base", help="export base (default: RUN/export); the model "
+                            "goes to BASE/<task>/<version>")
+        args = parser.parse_args(argv)
+        from tfapp.trainer import restore_run, say
+
+        cfg, task, model, packer = restore_run(args.run)
+        base = Path(args.base) if args.base else Path(args.run) / "export"
+        out = export_saved_model(task, model, packer, base / cfg.task, args.version)
+        say(f"exported SavedModel: {out} ({dir_size_bytes(out) / 2**20:.1f} MiB)")
+
+    run(argv)
+
+
+if __name__ == "__main__":
+    main()
