@@ -13,7 +13,11 @@ from tfapp.trainer import build_compiled_model
 
 
 def test_one_training_step_lowers_the_loss(tmp_path):
-    cfg = tiny_config(tmp_path, **{"train.learning_rate": 3e-3, "train.warmup_ratio": 0.0})
+    import keras
+
+    keras.utils.set_random_seed(0)
+    # A modest step: at 3e-3 one Adam step overshoots for some random initialisations.
+    cfg = tiny_config(tmp_path, **{"train.learning_rate": 3e-4, "train.warmup_ratio": 0.0})
     placement = distribute.resolve(cfg.train)
     task = tasks.get_task("sentiment")(cfg)
     splits = task.load_splits()
