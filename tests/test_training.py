@@ -151,3 +151,13 @@ def test_distribute_auto_choices():
     assert prec("auto", "default", [(6, 1)])[0] == "float32"
     assert prec("auto", "tpu", [])[0] == "mixed_bfloat16"
     assert "emulated" in prec("mixed_float16", "default", [])[1]
+
+
+def test_profile_steps_capture_a_trace(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("tfapp.train", "--task", "sentiment", "--backbone", "tiny", "--epochs", "1",
+                     "--profile_steps", "2,3", "--run-dir", run_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "profile_steps:\n  - 2\n  - 3" in result.stdout  # printed with the config
+    assert list((run_dir / "logs").rglob("*.xplane.pb")), sorted(
+        str(p) for p in (run_dir / "logs").rglob("*"))

@@ -14,6 +14,7 @@ SHORTCUTS = {
     "precision": "train.precision",
     "tpu": "train.tpu",
     "epochs": "train.epochs",
+    "profile_steps": "train.profile_steps",
 }
 
 
@@ -29,6 +30,9 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
                         choices=["auto", "float32", "mixed_float16", "mixed_bfloat16"])
     parser.add_argument("--tpu", help="TPU name or grpc:// address")
     parser.add_argument("--epochs", type=int)
+    parser.add_argument("--profile_steps", metavar="A,B",
+                        help="capture training steps A..B with the TensorBoard profiler "
+                             "(view with tensorboard-plugin-profile)")
 
 
 def resolve_config(args: argparse.Namespace) -> tuple[Config, type]:
@@ -45,7 +49,8 @@ def resolve_config(args: argparse.Namespace) -> tuple[Config, type]:
     for flag, key in SHORTCUTS.items():
         value = getattr(args, flag, None)
         if value is not None:
-            overrides.append(f"{key}={value}")
+            # "A,B" for list-valued shortcuts becomes the YAML list [A,B].
+            overrides.append(f"{key}=[{value}]" if flag == "profile_steps" else f"{key}={value}")
     raw = apply_overrides(raw, overrides)
     return build_config(raw, task_cls.Config, str(path or "defaults")), task_cls
 

@@ -59,6 +59,8 @@ class TrainConfig:
     early_stopping_patience: int = 2
     jit_compile: bool = False  # XLA measured slower than plain TF on 2 CPU cores
     steps_per_execution: int = 1
+    # [first, last] training steps (1-based) to capture with the TensorBoard profiler.
+    profile_steps: Optional[list[int]] = None
 
 
 @dataclasses.dataclass
@@ -265,6 +267,10 @@ def validate(cfg: Config, source: str) -> None:
         (len(cfg.data.split) == 3 and all(f >= 0 for f in cfg.data.split)
          and abs(sum(cfg.data.split) - 1.0) < 1e-6,
          "data.split must be three non-negative fractions summing to 1"),
+        (cfg.train.profile_steps is None or (len(cfg.train.profile_steps) == 2 and
+                                              0 < cfg.train.profile_steps[0]
+                                              <= cfg.train.profile_steps[1]),
+         "train.profile_steps must be two steps [first, last] with 0 < first <= last"),
         (cfg.data.format in ("auto", "csv", "tsv", "jsonl"),
          "data.format must be auto, csv, tsv or jsonl"),
         (cfg.data.bucket_boundaries == sorted(set(cfg.data.bucket_boundaries)),

@@ -157,7 +157,9 @@ def train(cfg: Config, task_cls, run_dir: str | None = None) -> Path:
     ]
     if chief:
         callbacks += [
-            keras.callbacks.TensorBoard(str(run_path / "logs"), update_freq="epoch"),
+            keras.callbacks.TensorBoard(
+                str(run_path / "logs"), update_freq="epoch",
+                profile_batch=tuple(cfg.train.profile_steps or (0, 0))),
             keras.callbacks.ModelCheckpoint(
                 str(run_path / "checkpoints" / "best.weights.h5"), monitor=monitor, mode=mode,
                 save_best_only=True, save_weights_only=True),

@@ -1,0 +1,396 @@
+"""python -m bench.run --suite quick|full [--out DIR]
+
+Side-by-side measurements of tfapp (keras-hub / TensorFlow) and Hugging Face transformers
+(PyTorch) on the same checkpoint, batches and optimizer, in one process:
+
+  * training throughput (examples/s and real tokens/s, warm-up excluded), ours vs a plain
+    transformers + torch loop fed the very same padded batches;
+  * inference: single-request latency p50/p99 through our exported SavedModel (tokenisation
+    included) vs a transformers text-classification pipeline; batch-32 throughput for both;
+  * achieved training FLOP/s vs a measured dense-matmul peak of this CPU;
+  * padding waste with and without length bucketing;
+  * an ablation of our training speed knobs (bucketing, XLA, steps_per_execution, bf16).
+
+`quick` uses the tiny backbone and a few steps (it proves the harness works; its numbers
+mean nothing). `full` uses the packaged all-MiniLM-L6-v2. Writes JSON and a markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import datetime as dt
+import json
+import os
+import platform
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import tfapp  # noqa: F401
+import warnings
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import tasks
+from tfapp import distribute
+from tfapp.backbone import TextPacker, load_backbone
+from tfapp.config import apply_overrides, build_config, read_yaml
+from tfapp.export import export_saved_model
+from tfapp.trainer import build_compiled_model
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@dataclasses.dataclass
+class Suite:
+    backbone: str
+    batch: int
+    warmup_steps: int
+    timed_steps: int
+    latency_requests: int
+    throughput_batches: int
+    matmul_size: int
+    ablation: bool
+
+
+SUITES = {
+    "quick": Suite("tiny", 16, 2, 4, 20, 2, 512, False),
+    "full": Suite("default", 32, 3, 30, 200, 10, 2048, True),
+}
+
+
+def sentiment_config(backbone: str, **overrides):
+    raw = read_yaml(REPO / "configs" / "sentiment.yaml")
+    sets = {"backbone.name": backbone, "sentiment.topic_column": None, **overrides}
+    raw = apply_overrides(raw, [f"{k}={json.dumps(v)}" for k, v in sets.items()])
+    return build_config(raw, tasks.get_task("sentiment").Config, "bench")
+
+
+def batches(task, splits, packer, batch: int, bucketing: bool, n: int) -> list:
+    """`n` training batches (cycled), materialised so both frameworks see identical data."""
+    data_cfg = task.config.data
+    boundaries = data_cfg.bucket_boundaries
+    data_cfg.bucket_boundaries = boundaries if bucketing else []
+    try:
+        ds = task.dataset(splits["train"], packer, batch, training=True).repeat()
+        return [b for b in ds.take(n)]
+    finally:
+        data_cfg.bucket_boundaries = boundaries
+
+
+def padding_waste(task, splits, packer, batch: int) -> dict:
+    out = {}
+    for bucketing in (False, True):
+        data = batches(task, splits, packer, batch, bucketing,
+                       -(-len(splits["train"]) // batch))
+        pad = sum(int((~x["padding_mask"].numpy()).sum()) for x, *_ in data)
+        total = sum(int(x["padding_mask"].numpy().size) for x, *_ in data)
+        out["bucketed" if bucketing else "padded_to_batch_max"] = round(100 * pad / total, 1)
+    return out
+
+
+def train_ours(cfg, suite: Suite, data: list) -> dict:
+    """examples/s and real tokens/s of keras fit on fixed batches, after warm-up."""
+    keras.utils.set_random_seed(0)
+    keras.mixed_precision.set_global_policy(
+        "mixed_bfloat16" if cfg.train.precision == "mixed_bfloat16" else "float32")
+    placement = distribute.Placement(tf.distribute.get_strategy(), "default",
+                                     keras.mixed_precision.global_policy().name, [])
+    task = tasks.get_task("sentiment")(cfg)
+    loaded = load_backbone(cfg.backbone.name, cfg.backbone.exact_gelu)
+    model = build_compiled_model(task, cfg, loaded, placement, total_steps=10_000)
+
+    x0, *rest0 = data[0]
+    # Inputs vary in batch and length; targets and weights only in batch.
+    signature = (tf.nest.map_structure(lambda t: tf.TensorSpec([None, None], t.dtype), x0),
+                 *tf.nest.map_structure(
+                     lambda t: tf.TensorSpec([None, *t.shape[1:]], t.dtype), rest0))
+
+    def run(items):
+        ds = tf.data.Dataset.from_generator(lambda: (tuple(b) for b in items),
+                                            output_signature=signature)
+        start = time.perf_counter()
+        model.fit(ds, epochs=1, verbose=0)
+        return time.perf_counter() - start
+
+    run(data[: suite.warmup_steps])  # traces and compiles
+    seconds = run(data[suite.warmup_steps:])
+    timed = data[suite.warmup_steps:]
+    keras.mixed_precision.set_global_policy("float32")
+    return _rates(timed, seconds) | {"params": loaded.backbone.count_params()}
+
+
+def _rates(timed: list, seconds: float) -> dict:
+    examples = sum(int(x["token_ids"].shape[0]) for x, *_ in timed)
+    real = sum(int(x["padding_mask"].numpy().sum()) for x, *_ in timed)
+    padded = sum(int(np.prod(x["token_ids"].shape)) for x, *_ in timed)
+    return {"examples_per_s": round(examples / seconds, 1),
+            "real_tokens_per_s": round(real / seconds, 1),
+            "padded_tokens": padded, "seconds": round(seconds, 2), "steps": len(timed)}
+
+
+def hf_model_dir(loaded, backbone: str, num_labels: int) -> Path:
+    """The checkpoint directory transformers loads: the packaged one, or the tiny model
+    written out in Hugging Face format (same weights) for the quick suite."""
+    from tfapp.backbone import packaged_backbone_dir
+
+    if backbone == "default":
+        return packaged_backbone_dir()
+    import transformers
+
+    bb = loaded.backbone
+    cfg = transformers.BertConfig(
+        vocab_size=bb.vocabulary_size, hidden_size=bb.hidden_dim, num_hidden_layers=bb.num_layers,
+        num_attention_heads=bb.num_heads, intermediate_size=bb.intermediate_dim,
+        max_position_embeddings=bb.max_sequence_length, num_labels=num_labels)
+    out = Path(tempfile.mkdtemp(prefix="bench_hf_"))
+    transformers.BertForSequenceClassification(cfg).save_pretrained(str(out))
+    vocab = loaded.tokenizer.get_vocabulary()
+    (out / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    (out / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}))
+    return out
+
+
+def train_theirs(model_dir: Path, num_labels: int, cfg, suite: Suite, data: list) -> dict:
+    """A plain transformers + torch loop: same batches, AdamW, clipping, CE loss."""
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    model = transformers.BertForSequenceClassification.from_pretrained(
+        str(model_dir), num_labels=num_labels)
+    model.train()
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.learning_rate,
+                            weight_decay=cfg.train.weight_decay)
+
+    def step(batch):
+        x, y, *_ = batch
+        y = y["sentiment"] if isinstance(y, dict) else y
+        out = model(input_ids=torch.from_numpy(x["token_ids"].numpy()).long(),
+                    attention_mask=torch.from_numpy(x["padding_mask"].numpy()).long(),
+                    labels=torch.from_numpy(np.argmax(y.numpy(), axis=-1)).long())
+        opt.zero_grad()
+        out.loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_norm)
+        opt.step()
+
+    for b in data[: suite.warmup_steps]:
+        step(b)
+    start = time.perf_counter()
+    for b in data[suite.warmup_steps:]:
+        step(b)
+    return _rates(data[suite.warmup_steps:], time.perf_counter() - start)
+
+
+def infer_ours(export_dir: Path, texts: list[str], suite: Suite) -> dict:
+    import tensorflow_text  # noqa: F401
+
+    fn = tf.saved_model.load(str(export_dir)).signatures["serving_default"]
+    for t in texts[:5]:
+        fn(text=tf.constant([t]))
+    fn(text=tf.constant(texts[:32]))
+    lat = []
+    for i in range(suite.latency_requests):
+        start = time.perf_counter()
+        fn(text=tf.constant([texts[i % len(texts)]]))
+        lat.append(time.perf_counter() - start)
+    start = time.perf_counter()
+    for i in range(suite.throughput_batches):
+        fn(text=tf.constant(texts[(i * 32) % len(texts):][:32] or texts[:32]))
+    return _latency(lat) | {"batch32_examples_per_s": round(
+        32 * suite.throughput_batches / (time.perf_counter() - start), 1)}
+
+
+def infer_theirs(model_dir: Path, texts: list[str], suite: Suite) -> dict:
+    import torch
+    import transformers
+
+    pipe = transformers.pipeline("text-classification", model=str(model_dir),
+                                 tokenizer=str(model_dir), device="cpu")
+    for t in texts[:5]:
+        pipe(t)
+    pipe(texts[:32], batch_size=32)
+    lat = []
+    with torch.inference_mode():
+        for i in range(suite.latency_requests):
+            start = time.perf_counter()
+            pipe(texts[i % len(texts)])
+            lat.append(time.perf_counter() - start)
+        start = time.perf_counter()
+        for i in range(suite.throughput_batches):
+            pipe(texts[(i * 32) % len(texts):][:32] or texts[:32], batch_size=32)
+    return _latency(lat) | {"batch32_examples_per_s": round(
+        32 * suite.throughput_batches / (time.perf_counter() - start), 1)}
+
+
+def _latency(samples: list[float]) -> dict:
+    ms = sorted(1000 * s for s in samples)
+    return {"p50_ms": round(statistics.median(ms), 2),
+            "p99_ms": round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 2)}
+
+
+def matmul_peak(n: int) -> float:
+    """FLOP/s of float32 n×n matmuls on this CPU (best of several runs)."""
+    a = tf.random.normal([n, n])
+    b = tf.random.normal([n, n])
+    mm = tf.function(lambda: tf.linalg.matmul(a, b))
+    mm()
+    best = 0.0
+    for _ in range(5):
+        start = time.perf_counter()
+        for _ in range(3):
+            mm().numpy()
+        best = max(best, 3 * 2 * n ** 3 / (time.perf_counter() - start))
+    return best
+
+
+def train_flops(bb, timed: list) -> float:
+    """Forward+backward FLOPs of the encoder on the padded batches: 6·N per token for the
+    dense weights plus the attention score/context matmuls (12·L·H·T per token)."""
+    layers, hidden, inter = bb.num_layers, bb.hidden_dim, bb.intermediate_dim
+    dense_params = layers * (4 * hidden * hidden + 2 * hidden * inter)
+    total = 0.0
+    for x, *_ in timed:
+        batch, length = x["token_ids"].shape
+        tokens = batch * length
+        total += 6 * dense_params * tokens + 12 * layers * hidden * length * tokens
+    return total
+
+
+def machine() -> dict:
+    import importlib.metadata as md
+
+    info = {"python": platform.python_version(), "cpu_count": os.cpu_count(),
+            "platform": platform.platform()}
+    try:
+        info["cpu"] = next(line.split(":", 1)[1].strip() for line in
+                           open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        info["cpu"] = platform.processor()
+    for pkg in ("tensorflow", "keras", "keras-hub", "tensorflow-text", "torch", "transformers"):
+        try:
+            info[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            info[pkg] = None
+    return info
+
+
+def run_suite(name: str, out_dir: Path) -> dict:
+    warnings.filterwarnings("ignore", message=".*shuffle=True.*")
+    warnings.filterwarnings("ignore", message=".*ran out of data.*")
+    suite = SUITES[name]
+    cfg = sentiment_config(suite.backbone, **{"train.global_batch_size": suite.batch})
+    task = tasks.get_task("sentiment")(cfg)
+    splits = task.load_splits()
+    loaded = load_backbone(cfg.backbone.name, cfg.backbone.exact_gelu)
+    packer = TextPacker(loaded.tokenizer, cfg.backbone.max_seq_length)
+    n = suite.warmup_steps + suite.timed_steps
+    result = {"suite": name, "date": dt.datetime.now().isoformat(timespec="seconds"),
+              "machine": machine(), "backbone": suite.backbone, "batch": suite.batch}
+
+    result["padding_waste_pct"] = padding_waste(task, splits, packer, suite.batch)
+    data = batches(task, splits, packer, suite.batch, bucketing=True, n=n)
+    ours = train_ours(cfg, suite, data)
+    model_dir = hf_model_dir(loaded, suite.backbone, len(task.params.labels))
+    theirs = train_theirs(model_dir, len(task.params.labels), cfg, suite, data)
+    result["train"] = {"ours": ours, "theirs": theirs,
+                       "ratio": round(ours["examples_per_s"] / theirs["examples_per_s"], 2)}
+
+    peak = matmul_peak(suite.matmul_size)
+    flops = train_flops(loaded.backbone, data[suite.warmup_steps:])
+    achieved = flops / ours["seconds"]
+    result["flops"] = {"matmul_peak_gflops": round(peak / 1e9, 1),
+                       "train_achieved_gflops": round(achieved / 1e9, 1),
+                       "fraction_of_peak": round(achieved / peak, 3)}
+
+    # Export a model (untrained head: latency does not depend on the weights' values).
+    export_base = Path(tempfile.mkdtemp(prefix="bench_export_"))
+    keras.utils.set_random_seed(0)
+    model = task.build_model(loaded)
+    export_dir = export_saved_model(task, model, packer, export_base / "sentiment")
+    texts = splits["test"].texts + splits["validation"].texts
+    inf_ours, inf_theirs = infer_ours(export_dir, texts, suite), infer_theirs(
+        model_dir, texts, suite)
+    result["inference"] = {
+        "ours": inf_ours, "theirs": inf_theirs,
+        "p50_ratio": round(inf_ours["p50_ms"] / inf_theirs["p50_ms"], 2),
+        "batch32_ratio": round(inf_ours["batch32_examples_per_s"]
+                               / inf_theirs["batch32_examples_per_s"], 2)}
+
+    if suite.ablation:
+        variants = {
+            "padded to batch max": ({}, False),
+            "bucketed (default)": ({}, True),
+            "bucketed + jit_compile": ({"train.jit_compile": True}, True),
+            "bucketed + steps_per_execution=4": ({"train.steps_per_execution": 4}, True),
+            "bucketed + mixed_bfloat16": ({"train.precision": "mixed_bfloat16"}, True),
+        }
+        result["ablation"] = {}
+        for label, (overrides, bucketing) in variants.items():
+            vcfg = sentiment_config(suite.backbone, **{"train.global_batch_size": suite.batch,
+                                                       **overrides})
+            vtask = tasks.get_task("sentiment")(vcfg)
+            vdata = batches(vtask, splits, packer, suite.batch, bucketing, n)
+            result["ablation"][label] = train_ours(vcfg, suite, vdata)
+    write(result, out_dir)
+    return result
+
+
+def markdown(r: dict) -> str:
+    t, i, f = r["train"], r["inference"], r["flops"]
+    m = r["machine"]
+    lines = [
+        f"# Benchmark ({r['suite']} suite, backbone {r['backbone']}, batch {r['batch']})", "",
+        f"{r['date']} · {m['cpu']} · {m['cpu_count']} CPUs · tensorflow {m['tensorflow']}, "
+        f"keras {m['keras']}, keras-hub {m['keras-hub']}, torch {m['torch']}, "
+        f"transformers {m['transformers']}", "",
+        "| measure | tfapp (keras-hub/TF) | transformers (torch) | ours / theirs |",
+        "|---|---|---|---|",
+        f"| training examples/s | {t['ours']['examples_per_s']} | "
+        f"{t['theirs']['examples_per_s']} | {t['ratio']} |",
+        f"| training real tokens/s | {t['ours']['real_tokens_per_s']} | "
+        f"{t['theirs']['real_tokens_per_s']} | {t['ratio']} |",
+        f"| single-request latency p50 (ms) | {i['ours']['p50_ms']} | {i['theirs']['p50_ms']} "
+        f"| {i['p50_ratio']} |",
+        f"| single-request latency p99 (ms) | {i['ours']['p99_ms']} | {i['theirs']['p99_ms']} "
+        f"| {round(i['ours']['p99_ms'] / i['theirs']['p99_ms'], 2)} |",
+        f"| batch-32 inference examples/s | {i['ours']['batch32_examples_per_s']} | "
+        f"{i['theirs']['batch32_examples_per_s']} | {i['batch32_ratio']} |",
+        "",
+        f"Training compute: {f['train_achieved_gflops']} GFLOP/s achieved vs "
+        f"{f['matmul_peak_gflops']} GFLOP/s float32 matmul peak "
+        f"({100 * f['fraction_of_peak']:.1f}% of peak).", "",
+        f"Padding waste: {r['padding_waste_pct']['padded_to_batch_max']}% of tokens are "
+        f"padding when batches pad to their longest text, "
+        f"{r['padding_waste_pct']['bucketed']}% with length bucketing.",
+    ]
+    if r.get("ablation"):
+        lines += ["", "| our training variant | examples/s | real tokens/s |", "|---|---|---|"]
+        for label, v in r["ablation"].items():
+            lines.append(f"| {label} | {v['examples_per_s']} | {v['real_tokens_per_s']} |")
+    return "\n".join(lines) + "\n"
+
+
+def write(result: dict, out_dir: Path) -> None:
+    from tfapp.rundir import atomic_write_text, write_json
+
+    stem = f"{result['suite']}-{result['date'].replace(':', '')}"
+    write_json(out_dir / f"{stem}.json", result)
+    atomic_write_text(out_dir / f"{stem}.md", markdown(result))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", choices=sorted(SUITES), default="quick")
+    parser.add_argument("--out", default=str(REPO / "bench" / "results"))
+    args = parser.parse_args(argv)
+    result = run_suite(args.suite, Path(args.out))
+    print(markdown(result))
+
+
+if __name__ == "__main__":
+    main()

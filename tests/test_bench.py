@@ -1,0 +1,27 @@
+"""The benchmark harness runs end to end (quick suite, tiny backbone). No timing asserts."""
+import json
+
+import pytest
+
+from conftest import run_cli
+
+pytest.importorskip("transformers", reason="needs the hf extra: pip install -e .[hf]")
+
+
+def test_quick_suite_writes_json_and_markdown(tmp_path):
+    result = run_cli("bench.run", "--suite", "quick", "--out", tmp_path, timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    (json_file,) = tmp_path.glob("quick-*.json")
+    data = json.loads(json_file.read_text())
+    for side in ("ours", "theirs"):
+        assert data["train"][side]["examples_per_s"] > 0
+        assert data["train"][side]["real_tokens_per_s"] > 0
+        assert 0 < data["inference"][side]["p50_ms"] <= data["inference"][side]["p99_ms"]
+        assert data["inference"][side]["batch32_examples_per_s"] > 0
+    assert data["train"]["ratio"] > 0 and 0 < data["flops"]["fraction_of_peak"] < 1
+    waste = data["padding_waste_pct"]
+    assert waste["bucketed"] < waste["padded_to_batch_max"]
+    assert data["machine"]["tensorflow"] and data["machine"]["torch"]
+    (md_file,) = tmp_path.glob("quick-*.md")
+    assert "| training examples/s |" in md_file.read_text()
+    assert "| training examples/s |" in result.stdout
