@@ -335,8 +335,53 @@ def run_suite(name: str, out_dir: Path) -> dict:
             vtask = tasks.get_task("sentiment")(vcfg)
             vdata = batches(vtask, splits, packer, suite.batch, bucketing, n)
             result["ablation"][label] = train_ours(vcfg, suite, vdata)
+        # tf.data through tfapp's own pipeline (in-graph tokenisation each epoch vs cached).
+        for cache in (False, True):
+            vcfg = sentiment_config(suite.backbone, **{"train.global_batch_size": suite.batch,
+                                                       "data.cache": cache})
+            vtask = tasks.get_task("sentiment")(vcfg)
+            ds = vtask.dataset(splits["train"], packer, suite.batch, training=True).repeat()
+            label = f"tfapp tf.data pipeline, cache={'on' if cache else 'off'}"
+            result["ablation"][label] = train_ours_on_dataset(vcfg, suite, ds)
+        # Thread pools must be sized before TensorFlow starts: one fresh process each.
+        import concurrent.futures
+        import multiprocessing
+
+        for intra, inter in ((1, 1), (2, 1), (1, 2), (2, 2)):
+            with concurrent.futures.ProcessPoolExecutor(
+                    1, mp_context=multiprocessing.get_context("spawn")) as pool:
+                label = f"threads intra={intra} inter={inter} (fresh process)"
+                result["ablation"][label] = pool.submit(_threaded_train, suite, intra,
+                                                        inter).result()
     write(result, out_dir)
     return result
+
+
+def train_ours_on_dataset(cfg, suite: Suite, ds: tf.data.Dataset) -> dict:
+    """Like train_ours, but fed by a live tf.data pipeline (tokenising, caching)."""
+    keras.utils.set_random_seed(0)
+    placement = distribute.Placement(tf.distribute.get_strategy(), "default", "float32", [])
+    task = tasks.get_task("sentiment")(cfg)
+    loaded = load_backbone(cfg.backbone.name, cfg.backbone.exact_gelu)
+    model = build_compiled_model(task, cfg, loaded, placement, total_steps=10_000)
+    model.fit(ds.take(suite.warmup_steps), epochs=1, verbose=0)
+    timed = list(ds.skip(suite.warmup_steps).take(suite.timed_steps))
+    start = time.perf_counter()
+    model.fit(ds.skip(suite.warmup_steps).take(suite.timed_steps), epochs=1, verbose=0)
+    return _rates(timed, time.perf_counter() - start)
+
+
+def _threaded_train(suite: Suite, intra: int, inter: int) -> dict:
+    tf.config.threading.set_intra_op_parallelism_threads(intra)
+    tf.config.threading.set_inter_op_parallelism_threads(inter)
+    warnings.filterwarnings("ignore")
+    cfg = sentiment_config(suite.backbone, **{"train.global_batch_size": suite.batch})
+    task = tasks.get_task("sentiment")(cfg)
+    splits = task.load_splits()
+    packer = TextPacker(load_backbone(cfg.backbone.name).tokenizer, cfg.backbone.max_seq_length)
+    data = batches(task, splits, packer, suite.batch, True,
+                   suite.warmup_steps + suite.timed_steps)
+    return train_ours(cfg, suite, data)
 
 
 def markdown(r: dict) -> str:

@@ -177,6 +177,25 @@ def test_monitor_loop_end_to_end_with_fake_scorer(tmp_path):
     assert any(",model-topic," in r for r in rows)  # topic from the model when absent
     assert (out / "negative_share.png").stat().st_size > 1000
     assert json.loads((out / "summary.json").read_text()) == summary
+    import tensorflow as tf
+
+    tags = {v.tag for path in (out / "logs").glob("events.out.tfevents*")
+            for event in tf.compat.v1.train.summary_iterator(str(path))
+            for v in event.summary.value}
+    assert {"negative_share/banks", "volume/banks", "mean_score/banks",
+            "alerts/banks"} <= tags, tags
+
+
+def _start_following(run_dir, stream, out, *extra):
+    """Starts `tfapp.monitor --follow` and returns once it is in its loop."""
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tfapp.monitor", "--model", str(run_dir / "export" / "sentiment"),
+         "--input", str(stream), "--out", str(out), "--follow", "--poll-interval", "0.2",
+         *extra], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 120
+    while not (out / "windows.csv").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    return proc
 
 
 def test_monitor_cli_on_export_with_follow(tiny_run, tmp_path):
@@ -185,14 +204,7 @@ def test_monitor_cli_on_export_with_follow(tiny_run, tmp_path):
     stream = tmp_path / "live.jsonl"
     stream.write_text("\n".join(_write_stream(None, range(3))) + "\nbroken line\n")
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tfapp.monitor", "--model", str(run_dir / "export" / "sentiment"),
-         "--input", str(stream), "--out", str(out), "--follow", "--poll-interval", "0.2",
-         "--max-latency", "0.5", "--idle-exit", "6"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not (out / "windows.csv").exists() and time.time() < deadline:
-        time.sleep(0.2)
+    proc = _start_following(run_dir, stream, out, "--max-latency", "0.5", "--idle-exit", "6")
     time.sleep(1.0)
     with open(stream, "a") as f:
         f.write("\n".join(_write_stream(None, range(3, 5), start_id=100)) + "\n")
@@ -221,14 +233,7 @@ def test_ctrl_c_in_follow_mode_flushes_everything(tiny_run, tmp_path):
     stream = tmp_path / "live.jsonl"
     stream.write_text("\n".join(_write_stream(None, range(2))) + "\n")
     out = tmp_path / "out"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "tfapp.monitor", "--model", str(run_dir / "export" / "sentiment"),
-         "--input", str(stream), "--out", str(out), "--follow", "--poll-interval", "0.2",
-         "--max-latency", "0.3"],
-        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while not (out / "windows.csv").exists() and time.time() < deadline:
-        time.sleep(0.2)
+    proc = _start_following(run_dir, stream, out, "--max-latency", "0.3")
     time.sleep(2.0)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
