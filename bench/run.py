@@ -86,7 +86,7 @@ def padding_waste(task, splits, packer, batch: int) -> dict:
     for bucketing in (False, True):
         data = batches(task, splits, packer, batch, bucketing,
                        -(-len(splits["train"]) // batch))
-        pad = sum(int((~x["padding_mask"].numpy()).sum()) for x, *_ in data)
+        pad = sum(int((x["padding_mask"].numpy() == 0).sum()) for x, *_ in data)
         total = sum(int(x["padding_mask"].numpy().size) for x, *_ in data)
         out["bucketed" if bucketing else "padded_to_batch_max"] = round(100 * pad / total, 1)
     return out

@@ -23,7 +23,7 @@ def test_tokenisation_runs_in_graph_with_lowercase_truncation_and_specials():
     ids = out["token_ids"].numpy()
     assert ids.shape == (2, 8)  # padded to the longest row, which was truncated to 8
     assert [vocab[i] for i in ids[0][:4]] == ["[CLS]", "stocks", "fell", "[SEP]"]
-    assert out["padding_mask"].numpy()[0].tolist() == [True] * 4 + [False] * 4
+    assert out["padding_mask"].numpy()[0].tolist() == [1] * 4 + [0] * 4
     assert ids[1][0] == vocab.index("[CLS]") and ids[1][-1] == vocab.index("[SEP]")
     assert out["padding_mask"].numpy()[1].all()
     # Eager calls give the same ids as the graph.

@@ -141,7 +141,7 @@ def test_length_buckets_cut_padding_and_keep_every_example(tmp_path):
         pad = real = 0
         seen = []
         for x, y in ds:
-            mask = x["padding_mask"].numpy()
+            mask = x["padding_mask"].numpy().astype(bool)
             pad += (~mask).sum()
             real += mask.sum()
             seen += y.numpy().tolist()

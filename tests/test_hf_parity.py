@@ -23,7 +23,7 @@ def test_last_hidden_states_match_transformers():
     directory = packaged_backbone_dir()
     ours = load_backbone("default")
     x = TextPacker(ours.tokenizer, 128)(tf.constant(SENTENCES))
-    mask = x["padding_mask"].numpy()
+    mask = x["padding_mask"].numpy().astype(bool)
     assert mask.sum(1).min() < mask.shape[1]  # the batch really is padded
 
     hf_tok = transformers.AutoTokenizer.from_pretrained(str(directory))

@@ -79,7 +79,7 @@ def test_hidden_states_are_deterministic_and_non_trivial(real):
     assert a.shape[0] == 3 and a.shape[2] == 384
     assert np.isfinite(a).all() and a.std() > 0.1
     # Pretrained semantics: a paraphrase is far closer than an unrelated sentence.
-    mask = x["padding_mask"].numpy()[..., None]
+    mask = x["padding_mask"].numpy()[..., None].astype(bool)
     e = (a * mask).sum(1) / mask.sum(1)
     e /= np.linalg.norm(e, axis=1, keepdims=True)
     assert e[0] @ e[1] > 0.6 and e[0] @ e[2] < 0.2, e @ e.T
@@ -90,7 +90,7 @@ def test_matches_independent_reference_with_exact_gelu(real):
     assert loaded.exact_gelu
     ours = loaded.backbone(x, training=False)["sequence_output"].numpy()
     ref = reference_bert(x["token_ids"].numpy(), x["padding_mask"].numpy())
-    mask = x["padding_mask"].numpy()
+    mask = x["padding_mask"].numpy().astype(bool)
     diff = np.abs(ours - ref)[mask].max()
     # tanh-approximate GELU (keras-hub's default) drifts by ~1e-3 on this model.
     assert diff < 1e-4, diff

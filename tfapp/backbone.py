@@ -67,13 +67,14 @@ def tiny_vocabulary() -> list[str]:
     return vocab
 
 
-def _tiny() -> LoadedBackbone:
+def _tiny(dropout: float | None) -> LoadedBackbone:
     vocab = tiny_vocabulary()
     tokenizer = keras_hub.models.BertTokenizer(vocabulary=vocab, lowercase=True,
                                                strip_accents=True)
     backbone = keras_hub.models.BertBackbone(
         vocabulary_size=len(vocab), num_layers=2, num_heads=2, hidden_dim=32,
-        intermediate_dim=64, max_sequence_length=512, dropout=0.1)
+        intermediate_dim=64, max_sequence_length=512,
+        dropout=0.1 if dropout is None else dropout)
     return LoadedBackbone(backbone, tokenizer, "tiny (random 2-layer BERT, hidden 32)", True)
 
 
@@ -98,7 +99,7 @@ def _hf_lowercase(directory: Path, vocab_file: Path) -> bool:
     return not any(w.lower() != w for w in words if not w.startswith("["))
 
 
-def _hf_directory(directory: Path) -> LoadedBackbone:
+def _hf_directory(directory: Path, overrides: dict) -> LoadedBackbone:
     what = "config.json, vocab.txt and model.safetensors"
     _require(directory, ["config.json", "vocab.txt",
                          "model.safetensors|model.safetensors.index.json"],
@@ -112,7 +113,7 @@ def _hf_directory(directory: Path) -> LoadedBackbone:
     tokenizer = keras_hub.models.BertTokenizer(
         vocabulary=str(directory / "vocab.txt"), lowercase=lowercase, strip_accents=lowercase)
     try:
-        backbone = keras_hub.models.BertBackbone.from_preset(str(directory))
+        backbone = keras_hub.models.BertBackbone.from_preset(str(directory), **overrides)
     except Exception as e:  # keras-hub raises assorted types for unreadable weights
         raise BackboneError(f"backbone directory {directory}: cannot load weights "
                             f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
@@ -120,12 +121,12 @@ def _hf_directory(directory: Path) -> LoadedBackbone:
     return LoadedBackbone(backbone, tokenizer, f"Hugging Face BERT {directory}", exact)
 
 
-def _keras_hub_preset(directory: Path) -> LoadedBackbone:
+def _keras_hub_preset(directory: Path, overrides: dict) -> LoadedBackbone:
     _require(directory, ["metadata.json", "config.json", "tokenizer.json", "model.weights.h5"],
              "keras-hub preset directory",
              "metadata.json, config.json, tokenizer.json, model.weights.h5 and assets/")
     try:
-        backbone = keras_hub.models.BertBackbone.from_preset(str(directory))
+        backbone = keras_hub.models.BertBackbone.from_preset(str(directory), **overrides)
         tokenizer = keras_hub.models.BertTokenizer.from_preset(str(directory))
     except Exception as e:
         raise BackboneError(f"backbone directory {directory}: cannot load keras-hub preset "
@@ -134,19 +135,22 @@ def _keras_hub_preset(directory: Path) -> LoadedBackbone:
     return LoadedBackbone(backbone, tokenizer, f"keras-hub preset {directory}", False)
 
 
-def load_backbone(spec: str, exact_gelu: str = "auto") -> LoadedBackbone:
-    """Resolves a backbone spec (default | tiny | directory) to a backbone and tokenizer."""
+def load_backbone(spec: str, exact_gelu: str = "auto",
+                  dropout: float | None = None) -> LoadedBackbone:
+    """Resolves a backbone spec (default | tiny | directory) to a backbone and tokenizer;
+    `dropout` overrides the checkpoint's dropout rate."""
+    overrides = {} if dropout is None else {"dropout": dropout}
     if spec == "tiny":
-        loaded = _tiny()
+        loaded = _tiny(dropout)
     else:
         directory = packaged_backbone_dir() if spec in ("default", "") else Path(spec)
         if not directory.is_dir():
             raise BackboneError(
                 f"backbone '{spec}': not 'default', 'tiny' or an existing directory")
         if (directory / "metadata.json").is_file():
-            loaded = _keras_hub_preset(directory)
+            loaded = _keras_hub_preset(directory, overrides)
         elif (directory / "config.json").is_file():
-            loaded = _hf_directory(directory)
+            loaded = _hf_directory(directory, overrides)
         else:
             raise BackboneError(
                 f"backbone directory {directory}: missing config.json (expected a Hugging Face "
@@ -208,7 +212,7 @@ class TextPacker:
     def pad(self, ids: tf.RaggedTensor) -> dict:
         """Pads ragged ids to the batch's longest row into the backbone's input dict."""
         token_ids = ids.to_tensor(default_value=self.pad_id)
-        padding_mask = tf.sequence_mask(ids.row_lengths(), tf.shape(token_ids)[1])
+        padding_mask = tf.sequence_mask(ids.row_lengths(), tf.shape(token_ids)[1], tf.int32)
         return {"token_ids": token_ids, "padding_mask": padding_mask,
                 "segment_ids": tf.zeros_like(token_ids)}
 
@@ -220,7 +224,9 @@ def backbone_inputs() -> dict:
     """Keras functional inputs matching `TextPacker` output (dynamic sequence length)."""
     return {
         "token_ids": keras.Input(shape=(None,), dtype="int32", name="token_ids"),
-        "padding_mask": keras.Input(shape=(None,), dtype="bool", name="padding_mask"),
+        # int32 (1 = real token), as keras-hub declares it: distribution strategies
+        # reduce sample batches across replicas, which bool tensors do not support.
+        "padding_mask": keras.Input(shape=(None,), dtype="int32", name="padding_mask"),
         "segment_ids": keras.Input(shape=(None,), dtype="int32", name="segment_ids"),
     }
 

@@ -29,6 +29,7 @@ class BackboneConfig:
     # keras-hub BERT uses tanh-approximate GELU; HF checkpoints with hidden_act=gelu use exact.
     # auto: follow the checkpoint's config.json.
     exact_gelu: str = "auto"
+    dropout: Optional[float] = None  # None keeps the checkpoint's dropout rate
 
 
 @dataclasses.dataclass
@@ -56,6 +57,9 @@ class TrainConfig:
     strategy: str = "auto"  # auto | default | mirrored | multiworker | tpu
     precision: str = "auto"  # auto | float32 | mixed_float16 | mixed_bfloat16
     tpu: Optional[str] = None  # TPU name or grpc:// address for --strategy tpu
+    # Split the host CPU into this many logical devices, so MirroredStrategy can be tried
+    # (and tested) without GPUs. 1 leaves the CPU as one device.
+    cpu_replicas: int = 1
     early_stopping_patience: int = 2
     jit_compile: bool = False  # XLA measured slower than plain TF on 2 CPU cores
     steps_per_execution: int = 1

@@ -193,7 +193,7 @@ def text_dataset(
     def to_inputs(ids, *rest):
         lengths = tf.reduce_sum(tf.cast(tf.not_equal(ids, packer.pad_id), tf.int32), axis=1)
         inputs = {"token_ids": ids,
-                  "padding_mask": tf.sequence_mask(lengths, tf.shape(ids)[1]),
+                  "padding_mask": tf.sequence_mask(lengths, tf.shape(ids)[1], tf.int32),
                   "segment_ids": tf.zeros_like(ids)}
         return (inputs, *rest)
 

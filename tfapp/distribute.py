@@ -71,6 +71,19 @@ def choose_precision(requested: str, strategy_name: str,
     return "float32", "CPU only"
 
 
+def split_cpu(replicas: int) -> None:
+    """Makes the host CPU appear as `replicas` logical devices (before TF initialises)."""
+    if replicas <= 1:
+        return
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    try:
+        tf.config.set_logical_device_configuration(
+            cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
+    except RuntimeError as e:
+        raise TfappError(f"train.cpu_replicas={replicas}: TensorFlow already started "
+                         f"({e})") from None
+
+
 def _make_strategy(name: str, tpu: str | None) -> tf.distribute.Strategy:
     if name == "tpu":
         try:
@@ -84,6 +97,9 @@ def _make_strategy(name: str, tpu: str | None) -> tf.distribute.Strategy:
     if name == "multiworker":
         return tf.distribute.MultiWorkerMirroredStrategy()
     if name == "mirrored":
+        if not tf.config.list_logical_devices("GPU"):
+            cpus = tf.config.list_logical_devices("CPU")
+            return tf.distribute.MirroredStrategy([d.name for d in cpus])
         return tf.distribute.MirroredStrategy()
     gpus = tf.config.list_logical_devices("GPU")
     return tf.distribute.OneDeviceStrategy("/gpu:0" if gpus else "/cpu:0")
@@ -91,6 +107,7 @@ def _make_strategy(name: str, tpu: str | None) -> tf.distribute.Strategy:
 
 def resolve(train_cfg) -> Placement:
     """Creates the strategy and sets the global Keras dtype policy; call once, early."""
+    split_cpu(train_cfg.cpu_replicas)
     caps = _gpu_compute_capabilities()
     name, why = choose_strategy_name(train_cfg.strategy, train_cfg.tpu,
                                      os.environ.get("TF_CONFIG"), len(caps))

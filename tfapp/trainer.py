@@ -114,7 +114,8 @@ def train(cfg: Config, task_cls, run_dir: str | None = None) -> Path:
 
     # Resolve the backbone before writing, so a bad backbone leaves no half-made run.
     with placement.strategy.scope():  # backbone variables must live on the strategy
-        loaded = load_backbone(cfg.backbone.name, cfg.backbone.exact_gelu)
+        loaded = load_backbone(cfg.backbone.name, cfg.backbone.exact_gelu,
+                                cfg.backbone.dropout)
     say(f"backbone: {loaded.source}, {loaded.backbone.count_params():,} parameters")
 
     run_path = Path(run_dir or cfg.run.dir or new_run_dir(cfg.run.root, cfg.task))
@@ -207,7 +208,7 @@ def restore_run(run_dir: str | Path):
     if not weights.is_file():
         raise ConfigError(f"{run_path}: no {WEIGHTS_FILE} (did the run finish?)")
     task = task_cls(cfg)
-    loaded = load_backbone(cfg.backbone.name, cfg.backbone.exact_gelu)
+    loaded = load_backbone(cfg.backbone.name, cfg.backbone.exact_gelu, cfg.backbone.dropout)
     model = task.build_model(loaded)
     model.load_weights(str(weights))
     return cfg, task, model, TextPacker(loaded.tokenizer, cfg.backbone.max_seq_length)
