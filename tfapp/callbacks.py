@@ -12,8 +12,9 @@ import tensorflow as tf
 
 
 class TrainingStats(keras.callbacks.Callback):
-    """Adds `learning_rate` and `examples_per_second` to the epoch logs and prints one summary
-    line per epoch. Put it before TensorBoard so both values reach TensorBoard too."""
+    """Adds `learning_rate`, `examples_per_second` (and under mixed_float16 `loss_scale`) to
+    the epoch logs and prints one summary line per epoch. Put it before TensorBoard so these
+    values reach TensorBoard too."""
 
     def __init__(self, examples_per_epoch: int, summary_keys: list[str], printer=print):
         super().__init__()
@@ -33,6 +34,9 @@ class TrainingStats(keras.callbacks.Callback):
         logs["learning_rate"] = float(keras.ops.convert_to_numpy(
             self.model.optimizer.learning_rate))
         logs["examples_per_second"] = self.examples_per_epoch / seconds
+        scale = getattr(self.model.optimizer, "dynamic_scale", None)
+        if scale is not None:  # mixed_float16: the loss scale, to spot overflow storms
+            logs["loss_scale"] = float(keras.ops.convert_to_numpy(scale))
         shown = "  ".join(f"{k} {logs[k]:.4f}" for k in self.summary_keys if k in logs)
         self.printer(f"epoch {epoch + 1}: {shown}  lr {logs['learning_rate']:.2e}  "
                      f"{logs['examples_per_second']:.1f} ex/s  {seconds:.1f}s")

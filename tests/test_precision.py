@@ -1,0 +1,77 @@
+"""Mixed precision on CPU: both policies train a generated task to float32's accuracy;
+mixed_float16 scales the loss and logs the scale; heads stay float32."""
+import json
+import random
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from conftest import run_cli, write_csv
+
+WORDS = {"positive": ["rose", "gained", "jumped", "surged", "climbed", "rallied"],
+         "negative": ["fell", "dropped", "slumped", "plunged", "declined", "slid"],
+         "neutral": ["steady", "flat", "unchanged", "stable"]}
+
+
+def keyword_task(path, n=360, seed=0):
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = ["negative", "neutral", "positive"][i % 3]
+        subject = rng.choice(["shares", "stocks", "the market", "the bank", "the fund"])
+        tail = rng.choice(["after earnings", "on the deal", "after the results", "in trading"])
+        rows.append({"text": f"{subject} {rng.choice(WORDS[label])} {tail}", "label": label})
+    return write_csv(path, rows)
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    base = tmp_path_factory.mktemp("precision")
+    data = keyword_task(base / "keywords.csv")
+    out = {}
+    for precision in ("float32", "mixed_bfloat16", "mixed_float16"):
+        run_dir = base / precision
+        result = run_cli("tfapp.train", "--task", "sentiment", "--backbone", "tiny",
+                         "--precision", precision, "--epochs", "4",
+                         "--set", f"data.train_file={data}", "--set", "sentiment.topic_column=null",
+                         "--set", "train.learning_rate=2e-3", "--set", "train.global_batch_size=16",
+                         "--run-dir", run_dir)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert f"precision {precision}" in result.stdout
+        out[precision] = (run_dir, json.loads((run_dir / "metrics.json").read_text()))
+    return out
+
+
+def test_mixed_policies_reach_float32_accuracy(runs):
+    acc = {p: m["test"]["sentiment"]["accuracy"] for p, (_, m) in runs.items()}
+    assert acc["float32"] >= 0.9, acc
+    # Stated tolerance: within 5 points of float32 on the 36-example test split.
+    assert abs(acc["mixed_bfloat16"] - acc["float32"]) <= 0.05, acc
+    assert abs(acc["mixed_float16"] - acc["float32"]) <= 0.05, acc
+
+
+def test_mixed_float16_logs_loss_scale(runs):
+    run_dir, metrics = runs["mixed_float16"]
+    assert "loss_scale" in metrics["history"] and metrics["history"]["loss_scale"][0] > 1
+    tags = {v.tag for path in (run_dir / "logs").rglob("events.out.tfevents*")
+            for event in tf.compat.v1.train.summary_iterator(str(path))
+            for v in event.summary.value}
+    assert "epoch_loss_scale" in tags
+    assert "loss_scale" not in runs["float32"][1]["history"]
+
+
+def test_mixed_models_export_float32_probabilities(runs):
+    import subprocess
+    import sys
+
+    for precision in ("mixed_bfloat16", "mixed_float16"):
+        export = runs[precision][0] / "export" / "sentiment" / "1"
+        code = ("import sys, tensorflow as tf, tensorflow_text;"
+                "m = tf.saved_model.load(sys.argv[1]);"
+                "o = m.signatures['serving_default'](text=tf.constant(['shares rose']));"
+                "print(o['probabilities'].dtype.name, float(tf.reduce_sum(o['probabilities'])))")
+        result = subprocess.run([sys.executable, "-c", code, str(export)], capture_output=True,
+                                text=True, timeout=300)
+        dtype, total = result.stdout.split()[-2:]
+        assert dtype == "float32" and abs(float(total) - 1) < 1e-3, result.stderr[-2000:]
