@@ -177,7 +177,7 @@ class SentimentTask(Task):
         return text_dataset(examples.texts, self._targets(examples), packer, batch_size,
                             sample_weights=weights, training=training, seed=self.config.seed,
                             bucket_boundaries=d.bucket_boundaries, shuffle_buffer=d.shuffle_buffer,
-                            cache=d.cache)
+                            cache=d.cache, static_shapes=d.static_shapes)
 
     # --- model ------------------------------------------------------------------------
     def build_model(self, loaded) -> keras.Model:

@@ -158,3 +158,21 @@ def test_truncation_is_counted(tmp_path):
     packer = TextPacker(load_backbone("tiny").tokenizer, 16)
     n, longest = count_truncated(packer, ["short text", "stocks " * 40, "stocks fell"])
     assert n == 1 and longest == 40
+
+
+def test_static_shapes_for_tpu(tmp_path):
+    task = task_for(tmp_path, **{"data.static_shapes": True,
+                                 "data.bucket_boundaries": [16, 32, 48]})
+    splits = task.load_splits()
+    packer = TextPacker(load_backbone("tiny").tokenizer, 64)
+    train_shapes = {tuple(x["token_ids"].shape)
+                    for x, *_ in task.dataset(splits["train"], packer, 16, training=True)}
+    assert {s[0] for s in train_shapes} == {16}  # partial batches dropped
+    assert {s[1] for s in train_shapes} <= {16, 32, 48, 64}
+    eval_shapes = {tuple(x["token_ids"].shape)[1:]
+                   for x, *_ in task.dataset(splits["validation"], packer, 16, training=False)}
+    assert eval_shapes == {(64,)}
+    task.config.data.static_shapes = False
+    plain = {tuple(x["token_ids"].shape)[1]
+             for x, *_ in task.dataset(splits["validation"], packer, 16, training=False)}
+    assert max(plain) < 64  # without static shapes batches pad only to their longest text

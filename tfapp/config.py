@@ -44,6 +44,10 @@ class DataConfig:
     bucket_boundaries: list[int] = dataclasses.field(default_factory=lambda: [16, 32, 48, 64, 96])
     shuffle_buffer: int = 10000
     cache: bool = True
+    # Pad to bucket edges (the last edge is max_seq_length) and drop partial training
+    # batches, so every batch has one of a few fixed shapes: what TPUs (XLA) need.
+    # Switched on automatically under --strategy tpu.
+    static_shapes: bool = False
 
 
 @dataclasses.dataclass

@@ -151,9 +151,13 @@ def text_dataset(
     bucket_boundaries: Iterable[int] = (),
     shuffle_buffer: int = 10000,
     cache: bool = True,
-    drop_remainder: bool = False,
+    static_shapes: bool = False,
 ) -> tf.data.Dataset:
     """(inputs, targets[, weights]) batches: tokenised in graph, grouped by length, prefetched.
+
+    static_shapes: training batches are padded to their bucket edge (the last edge being
+    the packer's max length) and partial batches dropped; evaluation batches are padded
+    to max length. Every batch then has one of a few fixed shapes, as XLA/TPUs need.
 
     `targets` and `sample_weights` are arrays or dicts of arrays (one per model output).
     """
@@ -177,18 +181,27 @@ def text_dataset(
     # Only training batches are grouped by length: evaluation keeps file order so that
     # predictions line up with their rows.
     boundaries = [b for b in bucket_boundaries if b < packer.max_seq_length] if training else []
-    if boundaries:
+    if static_shapes and training:
+        # Edges are exclusive upper bounds; padding goes to edge - 1.
+        edges = [b + 1 for b in boundaries] + [packer.max_seq_length + 1]
+        ds = ds.bucket_by_sequence_length(
+            element_length_func=lambda ids, *rest: tf.shape(ids)[0],
+            bucket_boundaries=edges, bucket_batch_sizes=[batch_size] * (len(edges) + 1),
+            padding_values=pad_values, pad_to_bucket_boundary=True, drop_remainder=True)
+    elif boundaries:
         ds = ds.bucket_by_sequence_length(
             element_length_func=lambda ids, *rest: tf.shape(ids)[0],
             bucket_boundaries=[b + 1 for b in boundaries],
             bucket_batch_sizes=[batch_size] * (len(boundaries) + 1),
-            padding_values=pad_values, drop_remainder=drop_remainder)
+            padding_values=pad_values)
     else:
-        ds = ds.padded_batch(batch_size, padding_values=pad_values,
-                             drop_remainder=drop_remainder)
+        shapes = None
+        if static_shapes:
+            shapes = ([packer.max_seq_length],
+                      *tf.nest.map_structure(lambda s: s.shape, ds.element_spec[1:]))
+        ds = ds.padded_batch(batch_size, padded_shapes=shapes, padding_values=pad_values)
         # Known length lets Keras show real progress bars and skip "ran out of data" notices.
-        n_batches = len(texts) // batch_size if drop_remainder else -(-len(texts) // batch_size)
-        ds = ds.apply(tf.data.experimental.assert_cardinality(n_batches))
+        ds = ds.apply(tf.data.experimental.assert_cardinality(-(-len(texts) // batch_size)))
 
     def to_inputs(ids, *rest):
         lengths = tf.reduce_sum(tf.cast(tf.not_equal(ids, packer.pad_id), tf.int32), axis=1)

@@ -105,6 +105,9 @@ def train(cfg: Config, task_cls, run_dir: str | None = None) -> Path:
         raise ConfigError(
             f"train.global_batch_size {batch} is not divisible by {placement.num_replicas} "
             f"replicas")
+    if placement.strategy_name == "tpu" and not cfg.data.static_shapes:
+        cfg.data.static_shapes = True
+        say("data.static_shapes on: TPUs compile one program per batch shape")
     task = task_cls(cfg)
     # Read and validate all data before anything is written.
     splits = task.load_splits()
