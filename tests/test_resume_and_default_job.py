@@ -37,8 +37,19 @@ def test_killed_run_resumes_from_backup(tmp_path):
     assert "(resuming from its backup)" in result.stdout
     epochs = [int(n) for n in re.findall(r"^\[tfapp\] epoch (\d+):", result.stdout, re.M)]
     assert epochs[0] in (2, 3) and epochs[-1] == 4, epochs  # not restarted from epoch 1
-    history = json.loads((run_dir / "metrics.json").read_text())["history"]
-    assert len(history["loss"]) == 4 - epochs[0] + 1
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert len(metrics["history"]["loss"]) == 4 - epochs[0] + 1
+    # Same number of optimizer steps as an uninterrupted 4-epoch run.
+    steps_per_epoch = int(re.search(r"training: (\d+) steps/epoch", log)[1])
+    assert metrics["optimizer_steps"] == 4 * steps_per_epoch
+    # The checkpoints written across the kill load and evaluate cleanly.
+    from tfapp.trainer import restore_run
+
+    _, task, model, packer = restore_run(run_dir)
+    model.load_weights(str(run_dir / "checkpoints" / "best.weights.h5"))
+    report = task.evaluate(model, task.read_file(str(REPO / "tasks" / "samples" /
+                                                     "sentiment.csv")), packer)
+    assert report["sentiment"]["examples"] == 592
     assert (run_dir / "export" / "sentiment" / "1" / "saved_model.pb").is_file()
     assert not (run_dir / "backup").exists()
 

@@ -176,6 +176,8 @@ def train(cfg: Config, task_cls, run_dir: str | None = None) -> Path:
     train_seconds = time.perf_counter() - started
 
     metrics = {"history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+               # Restored by BackupAndRestore, so a resumed run counts its earlier steps.
+               "optimizer_steps": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
                "validation": task.evaluate(model, splits["validation"], packer),
                "test": task.evaluate(model, splits["test"], packer)}
     for split in ("validation", "test"):
