@@ -8,7 +8,7 @@ import keras
 import tensorflow as tf
 
 from tfapp.backbone import LoadedBackbone, TextPacker
-from tfapp.config import Config
+from tfapp import config as tfconfig
 
 
 class Task:
@@ -17,7 +17,7 @@ class Task:
     name: ClassVar[str]
     Config: ClassVar[type]  # the dataclass of this task's config section
 
-    def __init__(self, config: Config):
+    def __init__(self, config: tfconfig.Config):
         self.config = config
         self.params = config.params
 

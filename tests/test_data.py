@@ -1,11 +1,10 @@
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import tasks
-from conftest import SAMPLE, sample_rows, tiny_config, write_csv, write_jsonl
+from conftest import sample_rows, tiny_config, write_csv, write_jsonl
 from tfapp.backbone import TextPacker, load_backbone
-from tfapp.data import count_truncated, read_rows, seeded_split, text_dataset
+from tfapp.data import count_truncated, read_rows, text_dataset
 from tfapp.errors import ConfigError, DataError
 
 

@@ -3,7 +3,6 @@ mixed_float16 scales the loss and logs the scale; heads stay float32."""
 import json
 import random
 
-import numpy as np
 import pytest
 import tensorflow as tf
 

@@ -12,7 +12,6 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO, run_cli
-from tfapp.errors import TfappError
 from tfapp.serving import CLASSIFY_METHOD, SERVING_TF_TEXT_OPS, saved_model_ops, unsupported_ops
 from tfapp.trainer import restore_run
 

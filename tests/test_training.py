@@ -6,7 +6,7 @@ import pytest
 import tensorflow as tf
 
 import tasks
-from conftest import REPO, run_cli, sample_rows, tiny_config, write_csv
+from conftest import run_cli, sample_rows, tiny_config, write_csv
 from tfapp import distribute
 from tfapp.backbone import TextPacker, load_backbone
 from tfapp.trainer import build_compiled_model

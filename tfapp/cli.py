@@ -6,6 +6,7 @@ from pathlib import Path
 
 import tasks
 from tfapp.config import Config, apply_overrides, build_config, default_config_path, read_yaml
+from tfapp.errors import ConfigError
 
 # Flags that are shortcuts for --set overrides.
 SHORTCUTS = {
@@ -42,8 +43,6 @@ def resolve_config(args: argparse.Namespace) -> tuple[Config, type]:
     raw = read_yaml(path) if path else {}
     raw.setdefault("task", args.task)
     if raw["task"] != args.task:
-        from tfapp.errors import ConfigError
-
         raise ConfigError(f"{path}: is a config for task '{raw['task']}', not '{args.task}'")
     overrides = list(args.set)
     for flag, key in SHORTCUTS.items():
@@ -59,8 +58,6 @@ def config_from_run(run_dir: Path) -> tuple[Config, type]:
     """The resolved config a run saved, typed with its task's schema."""
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
-        from tfapp.errors import ConfigError
-
         raise ConfigError(f"{run_dir}: not a run directory (no config.yaml)")
     raw = read_yaml(path)
     task_cls = tasks.get_task(str(raw.get("task")))

@@ -9,7 +9,7 @@ import csv
 import json
 import logging
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence
+from typing import Iterable, Sequence
 
 import numpy as np
 import tensorflow as tf

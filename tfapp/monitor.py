@@ -11,6 +11,7 @@ import argparse
 import csv
 import dataclasses
 import datetime as dt
+import io
 import json
 import re
 import time
@@ -143,8 +144,6 @@ class Outputs:
         ax.legend(loc="upper left", fontsize=8)
         fig.autofmt_xdate()
         fig.tight_layout()
-        import io
-
         buf = io.BytesIO()
         fig.savefig(buf, format="png", dpi=90)
         plt.close(fig)
