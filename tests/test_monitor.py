@@ -203,7 +203,7 @@ def test_monitor_cli_on_export_with_follow(tiny_run, tmp_path):
     stream = tmp_path / "live.jsonl"
     stream.write_text("\n".join(_write_stream(None, range(3))) + "\nbroken line\n")
     out = tmp_path / "out"
-    proc = _start_following(run_dir, stream, out, "--max-latency", "0.5", "--idle-exit", "6")
+    proc = _start_following(run_dir, stream, out, "--max-latency", "0.5", "--idle-exit", "10")
     time.sleep(1.0)
     with open(stream, "a") as f:
         f.write("\n".join(_write_stream(None, range(3, 5), start_id=100)) + "\n")
