@@ -70,6 +70,26 @@ class Task:
         """A human-readable table of `evaluate`'s result."""
         raise NotImplementedError
 
+    def serving_root(self, model: keras.Model, packer: TextPacker) -> tuple[tf.Module, dict]:
+        """(object to save, {signature name: tf.function}) for the SavedModel export.
+
+        By default a fresh functional view of the model's layers (so no optimizer state is
+        saved: AdamW's slots would triple the export) plus the tokenizer and its assets.
+        """
+        model = keras.Model(model.input, model.output, name=model.name)
+        root = tf.Module()
+        root.model = model
+        root.tokenizer = packer.tokenizer
+        return root, self.serving_signatures(model, packer)
+
+    def calibrate(self, model: keras.Model, validation, packer: TextPacker) -> Optional[dict]:
+        """Post-training calibration on validation data (e.g. a decision threshold), stored
+        with the run and the export; JSON-serialisable. None when the task has none."""
+        return None
+
+    def set_calibration(self, calibration: dict) -> None:
+        """Restores what `calibrate` returned, for re-export of a finished run."""
+
     def serving_signatures(self, model: keras.Model, packer: TextPacker) -> dict:
         """{signature name: tf.function taking raw strings}; one must be serving_default."""
         raise NotImplementedError

@@ -11,9 +11,11 @@ from tfapp.errors import ConfigError
 SentimentConfig = tasks.get_task("sentiment").Config
 
 
-def test_shipped_yaml_matches_dataclass_defaults():
-    cfg = build_config(read_yaml(REPO / "configs" / "sentiment.yaml"), SentimentConfig, "yaml")
-    default = build_config({"task": "sentiment"}, SentimentConfig, "defaults")
+@pytest.mark.parametrize("task", tasks.available())
+def test_shipped_yaml_matches_dataclass_defaults(task):
+    config_cls = tasks.get_task(task).Config
+    cfg = build_config(read_yaml(REPO / "configs" / f"{task}.yaml"), config_cls, "yaml")
+    default = build_config({"task": task}, config_cls, "defaults")
     # Every knob in the YAML is a real field, and the YAML documents the defaults.
     assert cfg.to_dict() == default.to_dict()
 

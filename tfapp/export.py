@@ -12,7 +12,6 @@ import uuid
 from pathlib import Path
 from typing import Optional
 
-import keras
 import numpy as np
 import tensorflow as tf
 
@@ -50,7 +49,19 @@ def _compare(name: str, expected: dict, actual: dict) -> None:
 
 def export_saved_model(task, model, packer, model_base: Path,
                        version: Optional[int] = None) -> Path:
-    """Writes and verifies a new SavedModel version of `model`; returns its directory."""
+    """Writes and verifies a new SavedModel version of a task's model; returns its directory."""
+    root, signatures = task.serving_root(model, packer)
+    return publish_saved_model(root, signatures, task.signature_methods(),
+                               task.example_inputs(), model_base, version)
+
+
+def publish_saved_model(root: tf.Module, signatures: dict, methods: dict,
+                        example_inputs: dict, model_base: Path,
+                        version: Optional[int] = None,
+                        extra_files: Optional[dict] = None) -> Path:
+    """Saves `root` with `signatures` as BASE/<version>: temp dir, method names, op check,
+    warmup requests, reload parity on `example_inputs`, then rename into place.
+    `extra_files` ({relative path: text}) are written into the version before the rename."""
     model_base = Path(model_base)
     version = version if version is not None else next_version(model_base)
     final = model_base / str(version)
@@ -60,21 +71,15 @@ def export_saved_model(task, model, packer, model_base: Path,
     model_base.mkdir(parents=True, exist_ok=True)
     tmp = model_base / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
     try:
-        # A fresh functional view of the same layers: no optimizer is tracked, so the
-        # export carries only inference weights (AdamW's slots would triple its size).
-        model = keras.Model(model.input, model.output, name=model.name)
-        signatures = task.serving_signatures(model, packer)
-        module = tf.Module()
-        # Track the model and tokenizer so their variables and assets are saved with the graph.
-        module.model = model
-        module.tokenizer = packer.tokenizer
-        tf.saved_model.save(module, str(tmp), signatures=signatures)
-        methods = task.signature_methods()
+        tf.saved_model.save(root, str(tmp), signatures=signatures)
         set_method_names(tmp, methods)
         check_serving_ops(tmp)
-        write_warmup(tmp, warmup_records(model_base.name, task.example_inputs(), methods))
+        write_warmup(tmp, warmup_records(model_base.name, example_inputs, methods))
+        for rel, text in (extra_files or {}).items():
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / rel).write_text(text, encoding="utf-8")
         reloaded = tf.saved_model.load(str(tmp))
-        for name, inputs in task.example_inputs().items():
+        for name, inputs in example_inputs.items():
             feed = {k: tf.constant(v) for k, v in inputs.items()}
             _compare(name, signatures[name](**feed), reloaded.signatures[name](**feed))
         tmp.rename(final)

@@ -42,6 +42,13 @@ def read_texts(path: str, column: str) -> list[str]:
     return [values[column] for _, values in read_rows(p, [column])]
 
 
+def _decoded(value):
+    """Lists of bytes (string outputs such as top-k answer ids) as JSON-ready str."""
+    if isinstance(value, list):
+        return [_decoded(v) for v in value]
+    return value.decode() if isinstance(value, bytes) else value
+
+
 def rows_of(outputs: dict, n: int) -> list[dict]:
     """Per-input dicts; `X_probabilities` paired with `X_classes` become {class: p}."""
     arrays = {k: v.numpy() for k, v in outputs.items()}
@@ -58,7 +65,7 @@ def rows_of(outputs: dict, n: int) -> list[dict]:
             elif isinstance(item, bytes):
                 item = item.decode()
             elif hasattr(item, "tolist"):
-                item = item.tolist()
+                item = _decoded(item.tolist())
             row[key] = item
         rows.append(row)
     return rows

@@ -5,6 +5,7 @@ Talks to tasks only through the Task contract (tasks/base.py).
 from __future__ import annotations
 
 import datetime as dt
+import json
 import sys
 import time
 import warnings
@@ -24,6 +25,7 @@ from tfapp.export import export_saved_model
 from tfapp.rundir import atomic_write_text, dir_size_bytes, new_run_dir, write_json
 
 WEIGHTS_FILE = "model.weights.h5"
+CALIBRATION_FILE = "calibration.json"
 # Variables that AdamW must not decay: biases, LayerNorm scales/offsets, embeddings' norms.
 NO_DECAY = ["bias", "gamma", "beta"]
 
@@ -152,7 +154,10 @@ def train(cfg: Config, task_cls, run_dir: str | None = None) -> Path:
                                      steps_per_epoch * cfg.train.epochs)
     monitor, mode = task.monitor()
     chief = distribute.is_chief(placement.strategy)
+    # Task callbacks come first: those that add validation metrics to the epoch logs must
+    # run before the summary line, EarlyStopping, checkpoints and TensorBoard read them.
     callbacks = [
+        *task.callbacks(run_path, splits["validation"], packer),
         TrainingStats(sizes["train"], task.summary_keys(), printer=say),
         keras.callbacks.BackupAndRestore(str(run_path / "backup")),
         keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
@@ -167,7 +172,6 @@ def train(cfg: Config, task_cls, run_dir: str | None = None) -> Path:
             keras.callbacks.ModelCheckpoint(
                 str(run_path / "checkpoints" / "best.weights.h5"), monitor=monitor, mode=mode,
                 save_best_only=True, save_weights_only=True),
-            *task.callbacks(run_path, splits["validation"], packer),
         ]
     say(f"training: {steps_per_epoch} steps/epoch, up to {cfg.train.epochs} epochs, "
         f"monitoring {monitor} ({mode})")
@@ -175,11 +179,20 @@ def train(cfg: Config, task_cls, run_dir: str | None = None) -> Path:
                         callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
     train_seconds = time.perf_counter() - started
 
+    calibration = task.calibrate(model, splits["validation"], packer)
+    if calibration is not None:
+        task.set_calibration(calibration)
+        say("calibration: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                        for k, v in calibration.items()))
+        if chief:
+            write_json(run_path / CALIBRATION_FILE, calibration)
     metrics = {"history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
                # Restored by BackupAndRestore, so a resumed run counts its earlier steps.
                "optimizer_steps": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
                "validation": task.evaluate(model, splits["validation"], packer),
                "test": task.evaluate(model, splits["test"], packer)}
+    if calibration is not None:
+        metrics["calibration"] = calibration
     for split in ("validation", "test"):
         if metrics[split]:
             say(f"{split} metrics:\n" + task.format_metrics(metrics[split]))
@@ -216,4 +229,7 @@ def restore_run(run_dir: str | Path):
     loaded = load_backbone(cfg.backbone.name, cfg.backbone.exact_gelu, cfg.backbone.dropout)
     model = task.build_model(loaded)
     model.load_weights(str(weights))
+    calibration = run_path / CALIBRATION_FILE
+    if calibration.is_file():
+        task.set_calibration(json.loads(calibration.read_text(encoding="utf-8")))
     return cfg, task, model, TextPacker(loaded.tokenizer, cfg.backbone.max_seq_length)

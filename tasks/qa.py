@@ -1,0 +1,525 @@
+"""Customer-service QA: answer a customer's question from an FAQ bank, or hand off to a human.
+
+Two modes on the shared backbone (qa.mode):
+  retrieval  a dual encoder: question and answer texts go through the same backbone, are
+             pooled, projected and L2-normalised, and trained with in-batch negatives
+             (softmax over the batch's distinct answers at a temperature), optionally with
+             hard negatives from the data. The bank can be replaced after training
+             (python -m tfapp.qa_index) because answers are embedded, not classified.
+  intent     a classification head over N intents / answer templates.
+
+Both are evaluated against the whole bank (top-1, recall@k, MRR), and both calibrate a
+hand-off threshold on validation data to reach a target precision.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+import tasks
+from tasks.base import Task
+from tfapp.answer_bank import (TEXT_SPEC, AnswerBank, AnswerBankModule, embed_texts,
+                               example_inputs, read_answer_bank)
+from tfapp.backbone import backbone_inputs, pooled_output
+from tfapp.data import read_rows, seeded_split, text_dataset, texts_only_dataset
+from tfapp.errors import ConfigError, DataError
+from tfapp.ranking import (DEFAULT_KS, calibrate_threshold, format_ranking, format_tradeoff,
+                           precision_coverage, ranking_metrics, tradeoff_table)
+
+SPLITS = ("train", "validation", "test")
+SAMPLES = Path(__file__).parent / "samples"
+NEGATIVE_SEPARATOR = "|"
+
+
+@dataclasses.dataclass
+class QAConfig:
+    mode: str = "retrieval"  # retrieval (dual encoder over the bank) | intent (classifier)
+    question_column: str = "question"
+    # The answer id (retrieval) or intent / answer-template id (intent) of each question.
+    answer_id_column: str = "answer_id"
+    # The FAQ bank: one row per answer. Required in retrieval mode; in intent mode it
+    # supplies the answer text returned for each intent. None with the built-in sample:
+    # tasks/samples/qa_answers.csv.
+    answers_file: Optional[str] = None
+    answers_id_column: str = "answer_id"
+    answers_text_column: str = "answer"
+    # Optional column of answer ids that look right but are wrong for the question,
+    # separated by '|'; one is sampled per question and epoch as an extra negative.
+    hard_negatives_column: Optional[str] = None
+    # Intent mode: the class list. None: the answers file's ids, else the training labels.
+    intents: Optional[list[str]] = None
+    embedding_dim: int = 256  # retrieval projection size
+    temperature: float = 0.05  # softmax temperature over cosine similarities
+    head_dropout: float = 0.1
+    top_k: int = 5  # answers returned by the export
+    # The hand-off threshold is the lowest score at which validation answers reach this
+    # precision; below it the export sets handoff=true.
+    target_precision: float = 0.9
+    recall_ks: list[int] = dataclasses.field(default_factory=lambda: list(DEFAULT_KS))
+
+
+@dataclasses.dataclass
+class Examples:
+    questions: list[str]
+    answers: np.ndarray  # int index into the bank (retrieval) or the intent list
+    negatives: list[list[int]]  # hard-negative bank indices per question (may be empty)
+    source: str
+
+    def subset(self, idx: np.ndarray, source: str) -> "Examples":
+        return Examples([self.questions[i] for i in idx], self.answers[idx],
+                        [self.negatives[i] for i in idx], source)
+
+    def __len__(self) -> int:
+        return len(self.questions)
+
+
+class DualEncoder(keras.Model):
+    """Training model for retrieval: the shared encoder embeds the questions and the
+    batch's distinct answers (plus hard negatives), and returns logits whose column 0 is
+    each question's own answer; the other columns are the remaining candidates, with its
+    own answer masked out so a repeated answer is never its own negative."""
+
+    def __init__(self, encoder: keras.Model, temperature: float, pad_id: int, **kwargs):
+        super().__init__(**kwargs)
+        self.encoder = encoder
+        self.temperature = temperature
+        self.pad_id = pad_id
+
+    def _inputs(self, token_ids):
+        mask = tf.cast(tf.not_equal(token_ids, self.pad_id), tf.int32)
+        return {"token_ids": token_ids, "padding_mask": mask,
+                "segment_ids": tf.zeros_like(token_ids)}
+
+    def call(self, inputs, training=False):
+        questions = self.encoder(self._inputs(inputs["question"]), training=training)
+        q = tf.cast(questions["embedding"], tf.float32)
+        answer_ids, negative_ids = inputs["answer"], inputs["negative"]
+        width = tf.maximum(tf.shape(answer_ids)[1], tf.shape(negative_ids)[1])
+        pad = lambda t: tf.pad(t, [[0, 0], [0, width - tf.shape(t)[1]]],  # noqa: E731
+                               constant_values=self.pad_id)
+        tokens = tf.concat([pad(answer_ids), pad(negative_ids)], axis=0)
+        index = tf.concat([inputs["answer_index"], inputs["negative_index"]], axis=0)
+        valid = index >= 0
+        tokens, index = tf.boolean_mask(tokens, valid), tf.boolean_mask(index, valid)
+        # Each distinct answer is encoded once, however many questions in the batch share it.
+        unique, position = tf.unique(index)
+        first = tf.math.unsorted_segment_min(tf.range(tf.size(index)), position,
+                                             tf.size(unique))
+        candidates = tf.gather(tokens, first)
+        longest = tf.reduce_max(tf.reduce_sum(
+            tf.cast(tf.not_equal(candidates, self.pad_id), tf.int32), axis=1))
+        answers = self.encoder(self._inputs(candidates[:, :longest]), training=training)
+        a = tf.cast(answers["embedding"], tf.float32)
+        logits = tf.matmul(q, a, transpose_b=True) / self.temperature
+        own = position[: tf.shape(q)[0]]  # answers come first and are all valid
+        positive = tf.gather(logits, own, batch_dims=1)[:, tf.newaxis]
+        others = tf.where(tf.one_hot(own, tf.size(unique)) > 0, -1e9, logits)
+        return tf.concat([positive, others], axis=1)
+
+
+class KerasTextEncoder(tf.Module):
+    """What the export keeps of a trained model: raw text -> embedding (and intent
+    probabilities), with the tokenizer inside the graph."""
+
+    def __init__(self, model: keras.Model, packer, with_classes: bool):
+        super().__init__(name="encoder")
+        self.model = model
+        self.tokenizer = packer.tokenizer
+        self._packer = packer
+        self.embed = tf.function(self._embed, input_signature=[TEXT_SPEC])
+        if with_classes:
+            self.class_scores = tf.function(self._class_scores, input_signature=[TEXT_SPEC])
+
+    def _embed(self, text):
+        return tf.cast(self.model(self._packer(text), training=False)["embedding"], tf.float32)
+
+    def _class_scores(self, text):
+        logits = self.model(self._packer(text), training=False)["intent"]
+        return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+
+
+class BankMetrics(keras.callbacks.Callback):
+    """Adds whole-bank validation metrics (val_top1_accuracy, val_recall_at_K, val_mrr) to
+    each epoch's logs, for the summary line, early stopping and TensorBoard."""
+
+    def __init__(self, task: "QATask", validation: Examples, packer):
+        super().__init__()
+        self.task, self.validation, self.packer = task, validation, packer
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        scores = self.task.bank_scores(self.model, self.validation.questions, self.packer)
+        metrics = ranking_metrics(scores, self.validation.answers, self.task.params.recall_ks)
+        logs["val_top1_accuracy"] = metrics["top1_accuracy"]
+        for k in self.task.params.recall_ks:
+            logs[f"val_recall_at_{k}"] = metrics[f"recall@{k}"]
+        logs["val_mrr"] = metrics["mrr"]
+
+
+class BankProjector(keras.callbacks.Callback):
+    """At the end of training, writes the answer bank's embeddings with their ids and texts
+    for TensorBoard's embedding projector (logs/projector)."""
+
+    def __init__(self, task: "QATask", log_dir: Path, packer):
+        super().__init__()
+        self.task, self.log_dir, self.packer = task, Path(log_dir), packer
+
+    def on_train_end(self, logs=None):
+        from tensorboard.plugins import projector
+
+        bank = self.task.bank
+        embeddings = self.task.embed(self.model, bank.texts, self.packer)
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        clean = lambda s: s.replace("\t", " ").replace("\n", " ")  # noqa: E731
+        (self.log_dir / "metadata.tsv").write_text(
+            "id\tanswer\n" + "".join(f"{clean(i)}\t{clean(t)}\n"
+                                     for i, t in zip(bank.ids, bank.texts)),
+            encoding="utf-8")
+        variable = tf.Variable(embeddings, name="answer_bank")
+        tf.train.Checkpoint(embedding=variable).save(str(self.log_dir / "embedding.ckpt"))
+        config = projector.ProjectorConfig()
+        view = config.embeddings.add()
+        view.tensor_name = "embedding/.ATTRIBUTES/VARIABLE_VALUE"
+        view.metadata_path = "metadata.tsv"
+        projector.visualize_embeddings(str(self.log_dir), config)
+
+
+@tasks.register
+class QATask(Task):
+    name = "qa"
+    Config = QAConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.bank: Optional[AnswerBank] = None
+        self.calibration: Optional[dict] = None
+        self._check_config()
+
+    def _check_config(self) -> None:
+        p = self.params
+        checks = [
+            (p.mode in ("retrieval", "intent"), "qa.mode must be retrieval or intent"),
+            (p.temperature > 0, "qa.temperature must be > 0"),
+            (p.embedding_dim >= 1, "qa.embedding_dim must be >= 1"),
+            (p.top_k >= 1, "qa.top_k must be >= 1"),
+            (0 < p.target_precision <= 1, "qa.target_precision must be in (0, 1]"),
+            (bool(p.recall_ks) and all(k >= 1 for k in p.recall_ks),
+             "qa.recall_ks must be positive integers"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    @property
+    def retrieval(self) -> bool:
+        return self.params.mode == "retrieval"
+
+    # --- data -------------------------------------------------------------------------
+    def sample_file(self) -> Path:
+        return SAMPLES / "qa_train.csv"
+
+    def _files(self) -> dict[str, Optional[str]]:
+        d = self.config.data
+        if d.train_file is None:  # the built-in sample has its own held-out paraphrases
+            return {split: getattr(d, f"{split}_file") or str(SAMPLES / f"qa_{split}.csv")
+                    for split in SPLITS}
+        return {"train": d.train_file, "validation": d.validation_file, "test": d.test_file}
+
+    def _load_bank(self) -> Optional[AnswerBank]:
+        """Reads the answers file (resolving the sample's) into self.bank; None in intent
+        mode without one."""
+        p = self.params
+        if p.answers_file is None and self.config.data.train_file is None:
+            p.answers_file = str(SAMPLES / "qa_answers.csv")
+        if p.answers_file is None:
+            if self.retrieval:
+                raise ConfigError("qa.answers_file is required in retrieval mode (a file "
+                                  "with columns qa.answers_id_column, qa.answers_text_column)")
+            return None
+        return read_answer_bank(p.answers_file, p.answers_id_column, p.answers_text_column,
+                                self.config.data.format)
+
+    def _columns(self) -> list[str]:
+        p = self.params
+        return [p.question_column, p.answer_id_column] + (
+            [p.hard_negatives_column] if p.hard_negatives_column else [])
+
+    def _examples(self, path, rows, index: dict[str, int], known: str) -> Examples:
+        p = self.params
+        questions, answers, negatives = [], np.empty(len(rows), np.int32), []
+        for k, (row, values) in enumerate(rows):
+            question = values[p.question_column]
+            if not question.strip():
+                raise DataError(path, "empty question", row, p.question_column)
+            answer_id = values[p.answer_id_column].strip()
+            if answer_id not in index:
+                raise DataError(path, f"answer id '{answer_id}' is not in {known}", row,
+                                p.answer_id_column)
+            negs = []
+            if p.hard_negatives_column:
+                for neg in values[p.hard_negatives_column].split(NEGATIVE_SEPARATOR):
+                    neg = neg.strip()
+                    if not neg:
+                        continue
+                    if neg not in index:
+                        raise DataError(path, f"hard negative '{neg}' is not in {known}", row,
+                                        p.hard_negatives_column)
+                    if neg == answer_id:
+                        raise DataError(path, f"hard negative '{neg}' is the question's own "
+                                              f"answer", row, p.hard_negatives_column)
+                    negs.append(index[neg])
+            questions.append(question)
+            answers[k] = index[answer_id]
+            negatives.append(negs)
+        return Examples(questions, answers, negatives, str(path))
+
+    def _resolve_bank(self, train_rows) -> tuple[dict[str, int], str]:
+        """Sets self.bank (the candidates answers are ranked against) and, in intent mode,
+        the intent list; returns (id -> index, a description for errors)."""
+        p = self.params
+        bank = self._load_bank()
+        if self.retrieval:
+            self.bank = bank
+            return bank.index(), f"the answers file {bank.source}"
+        if p.intents is None:
+            p.intents = list(bank.ids) if bank else sorted(
+                {v[p.answer_id_column].strip() for _, v in train_rows})
+        texts = dict(zip(bank.ids, bank.texts)) if bank else {}
+        missing = [i for i in p.intents if bank and i not in texts]
+        if missing:
+            raise DataError(bank.source, f"intent '{missing[0]}' has no answer text (every "
+                                         f"intent needs a row)", field=p.answers_id_column)
+        self.bank = AnswerBank(list(p.intents), [texts.get(i, i) for i in p.intents],
+                               bank.source if bank else "intent names")
+        known = f"the answers file {bank.source}" if bank else "qa.intents"
+        return self.bank.index(), known
+
+    def load_splits(self) -> dict[str, Examples]:
+        files = self._files()
+        raw = {s: read_rows(path, self._columns(), self.config.data.format)
+               for s, path in files.items() if path}
+        index, known = self._resolve_bank(raw["train"])
+        examples = {s: self._examples(files[s], rows, index, known) for s, rows in raw.items()}
+        fractions = [0.0 if (s != "train" and files[s]) else f
+                     for s, f in zip(SPLITS, self.config.data.split)]
+        if sum(fractions[1:]) > 0:
+            total = sum(fractions)
+            full = examples["train"]
+            parts = seeded_split(full.answers, [f / total for f in fractions], self.config.seed)
+            for split, idx in zip(SPLITS, parts):
+                if split == "train" or not files[split]:
+                    examples[split] = full.subset(idx, f"{full.source} ({split} split)")
+        for split in SPLITS:
+            examples.setdefault(split, Examples([], np.zeros(0, np.int32), [], "none"))
+        if len(examples["train"]) == 0:
+            raise DataError(files["train"], "no training rows left after the split")
+        if len(examples["validation"]) == 0:
+            raise ConfigError("no validation data: set data.validation_file or give the "
+                              "validation split a non-zero fraction in data.split (the "
+                              "hand-off threshold is calibrated on it)")
+        return examples
+
+    def _ensure_bank(self) -> None:
+        if self.bank is None:  # a restored run: rebuild the bank from its saved config
+            self._resolve_bank([])
+
+    def read_file(self, path: str) -> Examples:
+        self._ensure_bank()
+        rows = read_rows(path, self._columns(), self.config.data.format)
+        known = "the answer bank " + self.bank.source
+        return self._examples(path, rows, self.bank.index(), known)
+
+    def texts(self, examples: Examples) -> list[str]:
+        return examples.questions
+
+    def dataset(self, examples: Examples, packer, batch_size: int,
+                training: bool) -> tf.data.Dataset:
+        d = self.config.data
+        if not self.retrieval:
+            return text_dataset(examples.questions, examples.answers, packer, batch_size,
+                                training=training, seed=self.config.seed,
+                                bucket_boundaries=d.bucket_boundaries,
+                                shuffle_buffer=d.shuffle_buffer, cache=d.cache,
+                                static_shapes=d.static_shapes)
+        return self._pair_dataset(examples, packer, batch_size, training)
+
+    def _pair_dataset(self, examples: Examples, packer, batch_size: int,
+                      training: bool) -> tf.data.Dataset:
+        """(question, answer, sampled hard negative) token ids per row; targets are zeros
+        because DualEncoder puts each question's own answer in logit column 0."""
+        bank_tokens = packer.ragged_ids(tf.constant(self.bank.texts))
+        negatives = tf.ragged.constant(examples.negatives, dtype=tf.int32, ragged_rank=1) \
+            if any(examples.negatives) else tf.RaggedTensor.from_row_lengths(
+                tf.zeros([0], tf.int32), tf.zeros([len(examples)], tf.int64))
+        ds = tf.data.Dataset.from_tensor_slices(
+            (tf.constant(examples.questions), examples.answers, negatives))
+        seed = self.config.seed
+
+        def tokenize(questions, answers, negs):
+            q = packer.ragged_ids(questions)
+            return q.to_tensor(packer.pad_id), q.row_lengths(), answers, negs
+
+        ds = ds.batch(256).map(tokenize).unbatch()
+        if self.config.data.cache:
+            ds = ds.cache()
+        if training:
+            ds = ds.shuffle(min(self.config.data.shuffle_buffer, max(len(examples), 1)),
+                            seed=seed, reshuffle_each_iteration=True)
+
+        def pick(q, n, answer, negs):
+            count = tf.size(negs)
+            choice = tf.random.uniform([], 0, tf.maximum(count, 1), tf.int32)
+            negative = tf.cond(count > 0, lambda: negs[choice], lambda: tf.constant(-1))
+            neg_tokens = tf.cond(negative >= 0, lambda: bank_tokens[tf.maximum(negative, 0)],
+                                 lambda: tf.zeros([0], tf.int32))
+            return ({"question": q[:n], "answer": bank_tokens[answer], "answer_index": answer,
+                     "negative": neg_tokens, "negative_index": negative}, tf.constant(0))
+
+        ds = ds.map(pick, num_parallel_calls=tf.data.AUTOTUNE)
+        pad = packer.pad_id
+        ds = ds.padded_batch(batch_size, padding_values=(
+            {"question": pad, "answer": pad, "answer_index": 0, "negative": pad,
+             "negative_index": 0}, 0))
+        ds = ds.apply(tf.data.experimental.assert_cardinality(-(-len(examples) // batch_size)))
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    # --- model ------------------------------------------------------------------------
+    def _encoder(self, loaded) -> keras.Model:
+        inputs = backbone_inputs()
+        pooled = pooled_output(loaded.backbone, inputs, self.config.backbone.pooling)
+        pooled = keras.layers.Dropout(self.params.head_dropout, name="head_dropout")(pooled)
+        if self.retrieval:
+            projected = keras.layers.Dense(self.params.embedding_dim, name="projection",
+                                           dtype="float32")(pooled)
+            embedding = keras.layers.UnitNormalization(name="embedding", dtype="float32")(
+                projected)
+            return keras.Model(inputs, {"embedding": embedding}, name="qa_encoder")
+        logits = keras.layers.Dense(len(self.params.intents), name="intent",
+                                    dtype="float32")(pooled)
+        embedding = keras.layers.UnitNormalization(name="embedding", dtype="float32")(pooled)
+        return keras.Model(inputs, {"intent": logits, "embedding": embedding},
+                           name="qa_intent_encoder")
+
+    def build_model(self, loaded) -> keras.Model:
+        self._ensure_bank()
+        encoder = self._encoder(loaded)
+        if not self.retrieval:
+            return keras.Model(encoder.input, encoder.output["intent"], name="qa_intent")
+        pad_id = loaded.tokenizer.token_to_id("[PAD]")
+        model = DualEncoder(encoder, self.params.temperature, pad_id, name="qa_dual_encoder")
+        # Build the variables now, so weights can be loaded into a restored run.
+        ids = tf.constant([[1, 2, 3]], tf.int32)
+        model({"question": ids, "answer": ids, "answer_index": tf.constant([0]),
+               "negative": ids, "negative_index": tf.constant([-1])})
+        return model
+
+    def _encoder_of(self, model: keras.Model) -> keras.Model:
+        """The text -> {embedding[, intent]} model inside a training model."""
+        if self.retrieval:
+            return model.encoder
+        return keras.Model(model.input, {
+            "intent": model.output,
+            "embedding": keras.layers.UnitNormalization(name="embedding", dtype="float32")(
+                model.get_layer("head_dropout").output)}, name="qa_intent_encoder")
+
+    def compile_args(self) -> dict:
+        name = "in_batch_accuracy" if self.retrieval else "accuracy"
+        return {"loss": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                "metrics": [keras.metrics.SparseCategoricalAccuracy(name=name)]}
+
+    def monitor(self) -> tuple[str, str]:
+        return "val_mrr", "max"
+
+    def summary_keys(self) -> list[str]:
+        ks = [f"val_recall_at_{k}" for k in self.params.recall_ks if k in (1, 5)]
+        return ["loss", "val_loss", "val_top1_accuracy", *ks, "val_mrr"]
+
+    def callbacks(self, run_dir: Path, validation: Examples, packer) -> list:
+        out = [BankMetrics(self, validation, packer)]
+        if self.retrieval:
+            out.append(BankProjector(self, Path(run_dir) / "logs" / "projector", packer))
+        return out
+
+    # --- scoring, evaluation, calibration ---------------------------------------------
+    def embed(self, model, texts: list[str], packer) -> np.ndarray:
+        ds = texts_only_dataset(texts, packer, self.config.train.global_batch_size)
+        return np.asarray(self._encoder_of(model).predict(ds, verbose=0)["embedding"],
+                          np.float32)
+
+    def bank_scores(self, model, questions: list[str], packer) -> np.ndarray:
+        """[questions, bank] probabilities over the whole bank, as the export computes them."""
+        self._ensure_bank()
+        if self.retrieval:
+            q = self.embed(model, questions, packer)
+            a = self.embed(model, self.bank.texts, packer)
+            return tf.nn.softmax(q @ a.T / self.params.temperature, axis=-1).numpy()
+        ds = texts_only_dataset(questions, packer, self.config.train.global_batch_size)
+        return tf.nn.softmax(model.predict(ds, verbose=0), axis=-1).numpy()
+
+    def calibrate(self, model, validation: Examples, packer) -> dict:
+        scores = self.bank_scores(model, validation.questions, packer)
+        correct = scores.argmax(axis=1) == validation.answers
+        result = calibrate_threshold(scores.max(axis=1), correct, self.params.target_precision)
+        return {**result, "calibrated_on": validation.source}
+
+    def set_calibration(self, calibration: dict) -> None:
+        self.calibration = calibration
+
+    def evaluate(self, model, examples: Examples, packer) -> dict:
+        if len(examples) == 0:
+            return {}
+        scores = self.bank_scores(model, examples.questions, packer)
+        top, correct = scores.max(axis=1), scores.argmax(axis=1) == examples.answers
+        out = {"ranking": ranking_metrics(scores, examples.answers, self.params.recall_ks),
+               "tradeoff": tradeoff_table(top, correct)}
+        if self.calibration is not None:
+            out["handoff"] = precision_coverage(top, correct, self.calibration["threshold"])
+        return out
+
+    def format_metrics(self, metrics: dict) -> str:
+        lines = [format_ranking(self.params.mode, metrics["ranking"])]
+        if "handoff" in metrics:
+            h = metrics["handoff"]
+            lines.append(f"hand-off at threshold {h['threshold']:.4f}: answers "
+                         f"{h['coverage']:.1%} of questions with precision {h['precision']:.4f}"
+                         f", hands off {1 - h['coverage']:.1%}")
+        lines += ["precision / coverage trade-off:", format_tradeoff(metrics["tradeoff"])]
+        return "\n".join(lines)
+
+    # --- serving ----------------------------------------------------------------------
+    def serving_root(self, model, packer):
+        self._ensure_bank()
+        encoder = KerasTextEncoder(self._encoder_of(model), packer,
+                                   with_classes=not self.retrieval)
+        embeddings = (embed_texts(encoder.embed, self.bank.texts)
+                      if self.retrieval else None)
+        threshold = self.calibration["threshold"] if self.calibration else 0.0
+        root = AnswerBankModule(encoder, self.bank, embeddings, threshold, self.params.top_k,
+                                self.params.temperature, self.params.target_precision)
+        return root, root.signatures()
+
+    def example_inputs(self) -> dict:
+        return example_inputs()
+
+    def model_card_lines(self, splits: dict) -> list[str]:
+        p = self.params
+        lines = [f"- mode: {p.mode}" + (f" (embedding {p.embedding_dim}, temperature "
+                                         f"{p.temperature})" if self.retrieval else ""),
+                 f"- answer bank: {len(self.bank)} answers from {self.bank.source}"]
+        if self.calibration:
+            c = self.calibration
+            lines.append(f"- hand-off threshold {c['threshold']:.4f}: target precision "
+                         f"{c['target_precision']}, validation precision {c['precision']:.4f}"
+                         f" at coverage {c['coverage']:.4f}"
+                         + ("" if c["reached"] else " (target NOT reached: all handed off)"))
+        for split in SPLITS:
+            ex = splits[split]
+            lines.append(f"- {split}: {len(ex)} questions from {ex.source}, "
+                         f"{len(set(ex.answers.tolist()))} distinct answers")
+        return lines
