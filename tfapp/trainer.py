@@ -158,7 +158,7 @@ def train(cfg: Config, task_cls, run_dir: str | None = None) -> Path:
     # run before the summary line, EarlyStopping, checkpoints and TensorBoard read them.
     callbacks = [
         *task.callbacks(run_path, splits["validation"], packer),
-        TrainingStats(sizes["train"], task.summary_keys(), printer=say),
+        TrainingStats(task.training_size(splits["train"]), task.summary_keys(), printer=say),
         keras.callbacks.BackupAndRestore(str(run_path / "backup")),
         keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
                                       patience=cfg.train.early_stopping_patience,
@@ -207,7 +207,7 @@ def train(cfg: Config, task_cls, run_dir: str | None = None) -> Path:
             metrics["export"] = {"path": str(export_dir), "size_mb": round(size_mb, 1)}
             say(f"exported SavedModel: {export_dir} ({size_mb:.1f} MiB)")
         metrics["wall_seconds"] = round(time.perf_counter() - started, 1)
-        metrics["train_examples"] = sizes["train"]
+        metrics["train_examples"] = task.training_size(splits["train"])
         write_json(run_path / "metrics.json", metrics)
         atomic_write_text(run_path / "MODEL_CARD.md",
                           model_card(cfg, task, loaded, splits, metrics, export_dir,
