@@ -140,6 +140,9 @@ class Scorer(keras.layers.Layer):
 class RecommendModel(keras.Model):
     """Training/evaluation model over item token ids; see the module docstring."""
 
+    ROWS_MULTIPLE = 32
+    LENGTH_MULTIPLE = 8
+
     def __init__(self, item_encoder: keras.Model, cfg: RecommendConfig, pad_id: int,
                  **kwargs):
         super().__init__(**kwargs)
@@ -177,10 +180,19 @@ class RecommendModel(keras.Model):
         valid_tokens = tf.boolean_mask(tokens, valid)
         first = tf.math.unsorted_segment_min(tf.range(tf.size(position)), position,
                                              tf.size(unique))
+        # Round the encoder's batch up (repeating an item; the copies are never read) and
+        # its length up (padding), so steps reuse a few shapes: on CPU every new shape
+        # costs new oneDNN kernels.
+        count = tf.size(first)
+        rows = -(-count // self.ROWS_MULTIPLE) * self.ROWS_MULTIPLE
+        first = tf.concat([first, tf.fill([rows - count], first[0])], axis=0)
         item_tokens = tf.gather(valid_tokens, first)
         longest = tf.reduce_max(tf.reduce_sum(
             tf.cast(tf.not_equal(item_tokens, self.pad_id), tf.int32), axis=1))
-        vectors = self.encode_tokens(item_tokens[:, :longest], training=training)
+        length = -(-longest // self.LENGTH_MULTIPLE) * self.LENGTH_MULTIPLE
+        item_tokens = tf.pad(item_tokens, [[0, 0], [0, tf.maximum(length - width, 0)]],
+                             constant_values=self.pad_id)[:, :length]
+        vectors = self.encode_tokens(item_tokens, training=training)[:count]
         slot = tf.scatter_nd(tf.where(valid), position, tf.shape(index, tf.int64))
         per_slot = tf.gather(vectors, slot)  # invalid slots read item 0; masked below
         dim = tf.shape(vectors)[1]
