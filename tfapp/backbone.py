@@ -131,8 +131,12 @@ def _keras_hub_preset(directory: Path, overrides: dict) -> LoadedBackbone:
     except Exception as e:
         raise BackboneError(f"backbone directory {directory}: cannot load keras-hub preset "
                             f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
-    # A saved keras-hub preset records its activation in config.json; keep it as saved.
-    return LoadedBackbone(backbone, tokenizer, f"keras-hub preset {directory}", False)
+    # keras-hub's BERT config has no activation field; presets written by tfapp.pretrain
+    # record whether their weights were trained with exact GELU.
+    info = directory / "tfapp_backbone.json"
+    exact = bool(json.loads(info.read_text(encoding="utf-8")).get("exact_gelu", False)) \
+        if info.is_file() else False
+    return LoadedBackbone(backbone, tokenizer, f"keras-hub preset {directory}", exact)
 
 
 def load_backbone(spec: str, exact_gelu: str = "auto",
