@@ -148,7 +148,10 @@ def pretrain(cfg, run_dir: Optional[str] = None) -> Path:
         if placement.precision == "mixed_float16":
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         model.compile(optimizer=optimizer,
-                      loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                      # Mean over masked tokens only (the padded prediction slots have
+                      # weight 0), so the loss reads as nats per masked word piece.
+                      loss=keras.losses.SparseCategoricalCrossentropy(
+                          from_logits=True, reduction="mean_with_sample_weight"),
                       weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(
                           name="mlm_accuracy")])
     before = model.evaluate(val_ds, verbose=0, return_dict=True)

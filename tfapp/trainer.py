@@ -52,13 +52,18 @@ def make_optimizer(train_cfg, total_steps: int) -> keras.optimizers.Optimizer:
 def build_compiled_model(task, cfg: Config, loaded, placement, total_steps: int):
     """Task head on the backbone, compiled; call inside the strategy's scope."""
     model = task.build_model(loaded)
+    compile_model(model, task, cfg, placement, total_steps)
+    return model
+
+
+def compile_model(model, task, cfg: Config, placement, total_steps: int) -> None:
+    """AdamW (+ loss scaling under mixed_float16) and the task's losses and metrics."""
     optimizer = make_optimizer(cfg.train, total_steps)
     if placement.precision == "mixed_float16":
         # Scales the loss so float16 gradients do not underflow.
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     model.compile(optimizer=optimizer, jit_compile=cfg.train.jit_compile,
                   steps_per_execution=cfg.train.steps_per_execution, **task.compile_args())
-    return model
 
 
 def model_card(cfg: Config, task, loaded, splits, metrics: dict, export_dir, seconds) -> str:
@@ -91,8 +96,12 @@ def model_card(cfg: Config, task, loaded, splits, metrics: dict, export_dir, sec
     return "\n".join(lines)
 
 
-def train(cfg: Config, task_cls, run_dir: str | None = None) -> Path:
-    """Runs one training job end to end; returns the run directory."""
+def train(cfg: Config, task_cls, run_dir: str | None = None, prepare=None) -> Path:
+    """Runs one training job end to end; returns the run directory.
+
+    `prepare(model) -> keras.Model`, if given, wraps the task's model into the model that is
+    compiled and fitted (e.g. a distiller); evaluation, weights and export use the task's
+    model itself."""
     started = time.perf_counter()
     # tf.data input is shuffled by the pipeline itself; Keras' notice about it is noise.
     warnings.filterwarnings("ignore", message=".*shuffle=True.*")
@@ -150,8 +159,9 @@ def train(cfg: Config, task_cls, run_dir: str | None = None) -> Path:
     steps_per_epoch = int(train_ds.reduce(0, lambda n, _: n + 1))
     train_ds = train_ds.apply(tf.data.experimental.assert_cardinality(steps_per_epoch))
     with placement.strategy.scope():
-        model = build_compiled_model(task, cfg, loaded, placement,
-                                     steps_per_epoch * cfg.train.epochs)
+        model = task.build_model(loaded)
+        fitted = prepare(model) if prepare else model
+        compile_model(fitted, task, cfg, placement, steps_per_epoch * cfg.train.epochs)
     monitor, mode = task.monitor()
     chief = distribute.is_chief(placement.strategy)
     # Task callbacks come first: those that add validation metrics to the epoch logs must
@@ -175,7 +185,7 @@ def train(cfg: Config, task_cls, run_dir: str | None = None) -> Path:
         ]
     say(f"training: {steps_per_epoch} steps/epoch, up to {cfg.train.epochs} epochs, "
         f"monitoring {monitor} ({mode})")
-    history = model.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs,
+    history = fitted.fit(train_ds, validation_data=val_ds, epochs=cfg.train.epochs,
                         callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
     train_seconds = time.perf_counter() - started
 
@@ -188,7 +198,7 @@ def train(cfg: Config, task_cls, run_dir: str | None = None) -> Path:
             write_json(run_path / CALIBRATION_FILE, calibration)
     metrics = {"history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
                # Restored by BackupAndRestore, so a resumed run counts its earlier steps.
-               "optimizer_steps": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
+               "optimizer_steps": int(keras.ops.convert_to_numpy(fitted.optimizer.iterations)),
                "validation": task.evaluate(model, splits["validation"], packer),
                "test": task.evaluate(model, splits["test"], packer)}
     if calibration is not None:

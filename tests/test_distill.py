@@ -1,0 +1,89 @@
+"""Distillation: a 1-layer student of a 2-layer tiny teacher, trained on soft + hard labels,
+beats an untrained model of the same size; the student run restores and exports."""
+import json
+
+import numpy as np
+import pytest
+
+from conftest import run_cli
+from test_precision import keyword_task
+from tfapp.distill import student_layers
+from tfapp.errors import ConfigError
+
+
+def test_student_layers_are_evenly_spaced_from_the_bottom():
+    assert student_layers(6, 3) == [0, 2, 4]
+    assert student_layers(6, 2) == [0, 3]
+    assert student_layers(12, 4) == [0, 3, 6, 9]
+    assert student_layers(2, 2) == [0, 1]
+    with pytest.raises(ConfigError, match="between 1 and the teacher's 2 layers"):
+        student_layers(2, 3)
+
+
+@pytest.fixture(scope="module")
+def distilled(tmp_path_factory):
+    base = tmp_path_factory.mktemp("distill")
+    data = keyword_task(base / "keywords.csv")
+    teacher = base / "teacher"
+    result = run_cli("tfapp.train", "--task", "sentiment", "--backbone", "tiny",
+                     "--epochs", 4, "--set", f"data.train_file={data}",
+                     "--set", "sentiment.topic_column=null", "--set", "train.learning_rate=2e-3",
+                     "--set", "train.global_batch_size=16", "--run-dir", teacher)
+    assert result.returncode == 0, result.stderr[-3000:]
+    student = base / "student"
+    result = run_cli("tfapp.distill", "--teacher", teacher, "--student-layers", 1,
+                     "--epochs", 3, "--run-dir", student)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return teacher, student, result.stdout
+
+
+def untrained_accuracy(teacher_dir) -> float:
+    """Test accuracy of a randomly initialised 1-layer model with the teacher's head shape."""
+    import keras
+    import keras_hub
+
+    from tfapp.backbone import LoadedBackbone, TextPacker, load_backbone
+    from tfapp.cli import config_from_run
+
+    keras.utils.set_random_seed(0)
+    cfg, task_cls = config_from_run(teacher_dir)
+    task = task_cls(cfg)
+    splits = task.load_splits()
+    tiny = load_backbone("tiny")
+    config = tiny.backbone.get_config()
+    config["num_layers"] = 1
+    random_backbone = keras_hub.models.BertBackbone.from_config(config)
+    model = task.build_model(LoadedBackbone(random_backbone, tiny.tokenizer, "random", True))
+    packer = TextPacker(tiny.tokenizer, cfg.backbone.max_seq_length)
+    return task.evaluate(model, splits["test"], packer)["sentiment"]["accuracy"]
+
+
+def test_distilled_student_beats_an_untrained_model_of_its_size(distilled):
+    teacher, student, stdout = distilled
+    t = json.loads((teacher / "metrics.json").read_text())["test"]["sentiment"]["accuracy"]
+    s = json.loads((student / "metrics.json").read_text())["test"]["sentiment"]["accuracy"]
+    baseline = untrained_accuracy(teacher)
+    print(f"teacher {t:.3f}, student {s:.3f}, untrained 1-layer {baseline:.3f}")
+    assert t >= 0.9
+    assert s >= 0.8 and s >= baseline + 0.3, (s, baseline)
+    assert "1-layer student (teacher layers [0])" in stdout
+    assert "student head initialised from the teacher (1 layer(s))" in stdout
+
+
+def test_student_run_is_a_normal_run_with_a_smaller_backbone(distilled):
+    import tensorflow as tf
+
+    from tfapp.trainer import restore_run
+
+    teacher, student, _ = distilled
+    cfg, task, model, packer = restore_run(student)
+    assert cfg.backbone.name == str(student / "student_backbone")
+    backbone = next(layer for layer in model.layers if hasattr(layer, "token_embedding"))
+    assert backbone.num_layers == 1
+    assert (student / "export" / "sentiment" / "1" / "saved_model.pb").is_file()
+    # Smaller than the teacher on disk.
+    size = lambda d: sum(p.stat().st_size for p in d.rglob("*") if p.is_file())  # noqa: E731
+    assert size(student / "export") < size(teacher / "export")
+    out = task.serving_signatures(model, packer)["serving_default"](
+        text=tf.constant(["shares rose after earnings"]))
+    assert np.isclose(out["probabilities"].numpy().sum(), 1.0, atol=1e-5)
