@@ -87,3 +87,48 @@ def test_student_run_is_a_normal_run_with_a_smaller_backbone(distilled):
     out = task.serving_signatures(model, packer)["serving_default"](
         text=tf.constant(["shares rose after earnings"]))
     assert np.isclose(out["probabilities"].numpy().sum(), 1.0, atol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def quantized(distilled):
+    teacher, _, _ = distilled
+    result = run_cli("tfapp.quantize", "--run", teacher)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return json.loads((teacher / "quantization.json").read_text()), result.stdout
+
+
+def test_int8_predictions_agree_with_float(quantized, distilled):
+    report, stdout = quantized
+    # Stated threshold: int8 picks the float model's class on >= 90% of held-out texts.
+    for split in ("validation", "test"):
+        assert report["agreement"][split]["sentiment"] >= 0.9, report["agreement"]
+        acc = {kind: report[kind][split]["sentiment"]["accuracy"] for kind in ("float", "int8")}
+        assert acc["int8"] >= acc["float"] - 0.1, acc
+    teacher, _, _ = distilled
+    export = teacher / "export-int8" / "sentiment" / "1"
+    assert (export / "saved_model.pb").is_file() and "agreement with float" in stdout
+    # Served from a fresh process like any export (TF core + TF Text ops only).
+    code = ("import sys, tensorflow as tf, tensorflow_text\n"
+            "m = tf.saved_model.load(sys.argv[1])\n"
+            "print(m.signatures['serving_default'](text=tf.constant(['shares rose']))"
+            "['label'].numpy()[0].decode())")
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", code, str(export)], capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] in ("negative", "neutral", "positive")
+
+
+def test_compression_report_covers_teacher_student_and_int8(distilled, quantized, tmp_path):
+    teacher, student, _ = distilled
+    result = run_cli("bench.compression", "--run", f"teacher={teacher}",
+                     "--run", f"student={student}", "--requests", 20, "--out", tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = json.loads(next(tmp_path.glob("compression-*.json")).read_text())
+    assert [r["model"] for r in rows] == ["teacher", "teacher int8", "student"]
+    for r in rows:
+        assert r["size_mb"] > 0 and 0 < r["latency_p50_ms"] <= r["latency_p99_ms"]
+        assert r["metric"] == "sentiment accuracy" and 0 <= r["validation"] <= 1
+    assert "| teacher int8 |" in result.stdout
