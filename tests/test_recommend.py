@@ -304,3 +304,31 @@ def test_pointwise_mlp_with_side_features_trains_and_exports(tmp_path):
     spec = m.signatures["score"].structured_input_signature[1]
     assert set(spec) == {"history", "candidates", "side_features"}
     assert spec["side_features"].shape.as_list() == [None, 1]
+
+
+def test_jsonl_impressions_with_list_fields_read_like_tsv(tmp_path):
+    files = planted_task(tmp_path, n_users=10)
+    with open(files["train"], encoding="utf-8", newline="") as f:
+        rows = list(csv.DictReader(f, delimiter="\t"))
+    jsonl = tmp_path / "train.jsonl"
+    jsonl.write_text("".join(json.dumps({**r, "history": r["history"].split(),
+                                         "impressions": r["impressions"].split()}) + "\n"
+                             for r in rows), encoding="utf-8")
+    task = tasks.get_task("recommend")(rec_config(tmp_path, files))
+    from_tsv = task.load_splits()["train"]
+    task = tasks.get_task("recommend")(rec_config(tmp_path, files,
+                                                  **{"data.train_file": str(jsonl)}))
+    from_jsonl = task.load_splits()["train"]
+    assert from_jsonl.history == from_tsv.history
+    assert from_jsonl.candidates == from_tsv.candidates and from_jsonl.clicks == from_tsv.clicks
+
+
+def test_evaluate_cli_scores_a_labelled_impressions_file(listwise_run):
+    run_dir, files, _ = listwise_run
+    result = run_cli("tfapp.evaluate", "--run", run_dir, "--data", files["test"])
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "recommend: AUC" in result.stdout
+    metrics = json.loads((run_dir / "eval" / "test" / "metrics.json").read_text())
+    saved = json.loads((run_dir / "metrics.json").read_text())["test"]
+    assert metrics["auc"] == pytest.approx(saved["auc"], abs=1e-6)
+    assert metrics["ndcg@10"] == pytest.approx(saved["ndcg@10"], abs=1e-6)

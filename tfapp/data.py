@@ -87,7 +87,9 @@ def _jsonl_rows(path: Path, columns: Sequence[str]):
                 if col not in record:
                     raise DataError(path, f"key '{col}' missing", line_no, col)
                 value = record[col]
-                out[col] = "" if value is None else str(value)
+                # A JSON list (e.g. item ids of a click history) reads as space-separated.
+                out[col] = ("" if value is None else " ".join(map(str, value))
+                            if isinstance(value, list) else str(value))
             yield line_no, out
 
 
