@@ -69,7 +69,12 @@ def test_export_that_does_not_match_the_model_is_not_published(tiny_run, tmp_pat
             @tf.function(input_signature=[tf.TensorSpec([None], tf.string)])
             def noisy(text):
                 out = dict(serve(text))
-                out["probabilities"] += tf.random.uniform(tf.shape(out["probabilities"]), 0.01)
+                # Noise seeded by the clock: every call (in memory or reloaded) differs,
+                # whatever global seed earlier tests set.
+                seed = tf.stack([tf.cast(tf.timestamp() * 1e6 % 2**31, tf.int64),
+                                 tf.constant(0, tf.int64)])
+                out["probabilities"] += tf.random.stateless_uniform(
+                    tf.shape(out["probabilities"]), seed, 0.01, 1.0)
                 return out
 
             return {"serving_default": noisy}

@@ -84,8 +84,28 @@ def split_cpu(replicas: int) -> None:
                          f"({e})") from None
 
 
+def check_tpu_address(tpu: str, timeout: float = 5.0) -> None:
+    """Fails fast, in one line, when a grpc:// TPU address does not answer: TensorFlow's
+    own initialisation waits for minutes on an unreachable address."""
+    import socket
+    from urllib.parse import urlparse
+
+    if not tpu.startswith("grpc://"):
+        return  # a TPU name: resolved through the cloud metadata server by TensorFlow
+    address = urlparse(tpu)
+    if not address.hostname or not address.port:
+        raise TfappError(f"TPU address '{tpu}' needs a host and port (grpc://HOST:8470)")
+    try:
+        with socket.create_connection((address.hostname, address.port), timeout=timeout):
+            pass
+    except OSError as e:
+        raise TfappError(f"cannot reach TPU at {tpu}: {e.strerror or e} (no TPU worker is "
+                         f"listening there; check --tpu and that the TPU VM is up)") from None
+
+
 def _make_strategy(name: str, tpu: str | None) -> tf.distribute.Strategy:
     if name == "tpu":
+        check_tpu_address(tpu)
         try:
             resolver = tf.distribute.cluster_resolver.TPUClusterResolver(tpu=tpu)
             tf.config.experimental_connect_to_cluster(resolver)
@@ -126,3 +146,51 @@ def resolve(train_cfg) -> Placement:
 def is_chief(strategy: tf.distribute.Strategy) -> bool:
     """Whether this process writes shared outputs (exports, summaries): the chief only."""
     return bool(getattr(strategy.extended, "should_checkpoint", True))
+
+
+def worker_index() -> int:
+    """This process's index in TF_CONFIG's task (0 without TF_CONFIG)."""
+    raw = os.environ.get("TF_CONFIG")
+    return int(json.loads(raw).get("task", {}).get("index", 0)) if raw else 0
+
+
+_KERAS_MULTIWORKER_PATCHED = False
+
+
+def _patch_keras_metric_reduction() -> None:
+    """Keras 3 reduces per-replica metric values across workers with axis=0, which fails
+    for the scalar values `fit` logs ("Invalid reduction dimension 0 for input with 0
+    dimensions", keras-team/keras#20585); reduce them without an axis instead."""
+    global _KERAS_MULTIWORKER_PATCHED
+    if _KERAS_MULTIWORKER_PATCHED:
+        return
+    from keras.src.backend.tensorflow import trainer as keras_trainer
+
+    original = keras_trainer.reduce_per_replica
+
+    def reduce_per_replica(values, strategy, reduction):
+        if (keras_trainer._collective_all_reduce_multi_worker(strategy)
+                and reduction in ("auto", "mean")):
+            return tf.nest.map_structure(
+                lambda v: strategy.reduce("MEAN", v, axis=None)
+                if keras_trainer._is_per_replica_instance(v) else v, values)
+        return original(values, strategy, reduction)
+
+    keras_trainer.reduce_per_replica = reduce_per_replica
+    _KERAS_MULTIWORKER_PATCHED = True
+
+
+def prepare_multiworker_fit(model: keras.Model, dataset: tf.data.Dataset) -> None:
+    """Makes Keras 3 `fit` work under MultiWorkerMirroredStrategy (keras-team/keras#20585).
+
+    Before its first step `fit` builds the model symbolically from a sample batch that it
+    averages across replicas with `strategy.reduce`, which MultiWorkerMirroredStrategy
+    cannot do eagerly; build from a local (undistributed) batch instead. Also patches the
+    metric reduction (see _patch_keras_metric_reduction). Both are no-ops for other
+    strategies, which never call this.
+    """
+    _patch_keras_metric_reduction()
+    sample = next(iter(dataset))
+    build = model._maybe_symbolic_build
+    model._maybe_symbolic_build = lambda iterator=None, data_batch=None: build(
+        data_batch=sample)

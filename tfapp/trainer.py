@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import shutil
 import sys
 import time
 import warnings
@@ -162,14 +163,20 @@ def train(cfg: Config, task_cls, run_dir: str | None = None, prepare=None) -> Pa
         model = task.build_model(loaded)
         fitted = prepare(model) if prepare else model
         compile_model(fitted, task, cfg, placement, steps_per_epoch * cfg.train.epochs)
+    if placement.strategy_name == "multiworker":
+        distribute.prepare_multiworker_fit(fitted, train_ds)
     monitor, mode = task.monitor()
     chief = distribute.is_chief(placement.strategy)
+    # Every worker runs every callback (their predictions are collective ops), but only
+    # the chief writes to the run dir; the others write to a scratch dir removed at the end.
+    scratch = None if chief else run_path / f".worker-{distribute.worker_index()}"
     # Task callbacks come first: those that add validation metrics to the epoch logs must
     # run before the summary line, EarlyStopping, checkpoints and TensorBoard read them.
     callbacks = [
-        *task.callbacks(run_path, splits["validation"], packer),
+        *task.callbacks(scratch or run_path, splits["validation"], packer),
         TrainingStats(task.training_size(splits["train"]), task.summary_keys(), printer=say),
-        keras.callbacks.BackupAndRestore(str(run_path / "backup")),
+        # One backup per worker: they resume together from the same epoch.
+        keras.callbacks.BackupAndRestore(str((scratch or run_path) / "backup")),
         keras.callbacks.EarlyStopping(monitor=monitor, mode=mode,
                                       patience=cfg.train.early_stopping_patience,
                                       restore_best_weights=True, verbose=1),
@@ -222,6 +229,8 @@ def train(cfg: Config, task_cls, run_dir: str | None = None, prepare=None) -> Pa
         atomic_write_text(run_path / "MODEL_CARD.md",
                           model_card(cfg, task, loaded, splits, metrics, export_dir,
                                      train_seconds))
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
     say(f"done in {time.perf_counter() - started:.0f} s; run dir {run_path}")
     return run_path
 
