@@ -8,7 +8,7 @@ import pytest
 from conftest import REPO, run_cli, write_csv
 from test_qa import serve_fresh
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
 SAMPLES = REPO / "tasks" / "samples"
 
 
