@@ -67,7 +67,9 @@ def choose_precision(requested: str, strategy_name: str,
         return "mixed_float16", f"GPU compute capability {min(gpu_caps)} has tensor cores"
     if gpu_caps:
         return "float32", f"GPU compute capability {min(gpu_caps)} < 7.0"
-    # bf16 on CPU was measured slower than float32 on AVX-512-BF16 CPUs without AMX.
+    # mixed_bfloat16 trains 8-25% faster on this AVX-512-BF16 CPU (bench/RESULTS.md), but
+    # its exports would compute in bf16, slow and less exact on CPUs without it; opt in
+    # with --precision mixed_bfloat16.
     return "float32", "CPU only"
 
 
