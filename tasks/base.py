@@ -35,6 +35,10 @@ class Task:
         """Reads and validates one labelled file (for evaluation) with the run's labels."""
         raise NotImplementedError
 
+    def text_packer(self, packer: TextPacker) -> TextPacker:
+        """The packer `texts` are truncated by (for the truncation report)."""
+        return packer
+
     def training_size(self, examples) -> int:
         """Training examples per epoch (for examples/s), e.g. clicks rather than rows."""
         return len(examples)

@@ -430,7 +430,13 @@ class RecommendTask(Task):
         return self._read_impressions(path)
 
     def texts(self, examples: Impressions) -> list[str]:
-        return self.item_texts
+        """The distinct item texts this split refers to."""
+        used = sorted({i for rows in (examples.history, examples.candidates)
+                       for row in rows for i in row})
+        return [self.item_texts[i] for i in used]
+
+    def text_packer(self, packer):
+        return self._item_packer(packer)
 
     def _item_packer(self, packer):
         from tfapp.backbone import TextPacker

@@ -3,6 +3,7 @@ generated task with planted preferences, and export signatures served from a fre
 import csv
 import json
 import random
+import re
 import subprocess
 import sys
 
@@ -292,8 +293,12 @@ def test_pointwise_mlp_with_side_features_trains_and_exports(tmp_path):
         "--set", f"data.train_file={files['train']}",
         "--set", f"data.validation_file={files['validation']}",
         "--set", f"data.test_file={files['test']}", "--set", "recommend.loss=pointwise",
-        "--set", "recommend.scorer=mlp", "--set", "recommend.side_feature_columns=[hour]")
+        "--set", "recommend.scorer=mlp", "--set", "recommend.side_feature_columns=[hour]",
+        "--set", "recommend.item_max_length=8")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # Item texts are truncated at recommend.item_max_length, and reported per split.
+    assert re.search(r"train: \d+ of 72 texts longer than 6 word pieces were truncated",
+                     result.stdout), result.stdout[-2000:]
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["train_examples"] == 40 * 8  # one example per candidate
     assert 0 <= metrics["test"]["auc"] <= 1

@@ -145,12 +145,14 @@ def train(cfg: Config, task_cls, run_dir: str | None = None, prepare=None) -> Pa
     say(f"run dir: {run_path}" + (" (resuming from its backup)" if resuming else ""))
 
     packer = TextPacker(loaded.tokenizer, cfg.backbone.max_seq_length)
+    text_packer = task.text_packer(packer)
     for split, examples in splits.items():
-        if len(examples):
-            n, longest = count_truncated(packer, task.texts(examples))
+        texts = task.texts(examples) if len(examples) else []
+        if texts:
+            n, longest = count_truncated(text_packer, texts)
             if n:
-                say(f"{split}: {n} of {len(examples)} texts longer than "
-                    f"{cfg.backbone.max_seq_length - 2} word pieces were truncated "
+                say(f"{split}: {n} of {len(texts)} texts longer than "
+                    f"{text_packer.max_seq_length - 2} word pieces were truncated "
                     f"(longest {longest})")
 
     train_ds = task.dataset(splits["train"], packer, batch, training=True)
