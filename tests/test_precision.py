@@ -74,3 +74,24 @@ def test_mixed_models_export_float32_probabilities(runs):
                                 text=True, timeout=300)
         dtype, total = result.stdout.split()[-2:]
         assert dtype == "float32" and abs(float(total) - 1) < 1e-3, result.stderr[-2000:]
+
+
+def test_mixed_runs_export_a_float32_graph(runs):
+    """export.float32 (default): no bfloat16 / float16 op anywhere in the exported graph."""
+    from tensorflow.core.framework import types_pb2
+
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    for precision in ("mixed_bfloat16", "mixed_float16"):
+        export = runs[precision][0] / "export" / "sentiment" / "1"
+        sm = saved_model_pb2.SavedModel.FromString((export / "saved_model.pb").read_bytes())
+        dtypes = set()
+        for mg in sm.meta_graphs:
+            nodes = list(mg.graph_def.node) + [n for f in mg.graph_def.library.function
+                                               for n in f.node_def]
+            for node in nodes:
+                for attr in node.attr.values():
+                    if attr.type:
+                        dtypes.add(attr.type)
+        assert types_pb2.DT_FLOAT in dtypes
+        assert not dtypes & {types_pb2.DT_BFLOAT16, types_pb2.DT_HALF}, precision

@@ -17,7 +17,10 @@ def test_one_training_step_lowers_the_loss(tmp_path):
 
     keras.utils.set_random_seed(0)
     # A modest step: at 3e-3 one Adam step overshoots for some random initialisations.
-    cfg = tiny_config(tmp_path, **{"train.learning_rate": 3e-4, "train.warmup_ratio": 0.0})
+    # float32: resolve() sets the process-wide dtype policy, which later in-process tests
+    # would otherwise inherit on bf16-capable CPUs.
+    cfg = tiny_config(tmp_path, **{"train.learning_rate": 3e-4, "train.warmup_ratio": 0.0,
+                                   "train.precision": "float32"})
     placement = distribute.resolve(cfg.train)
     task = tasks.get_task("sentiment")(cfg)
     splits = task.load_splits()
@@ -44,7 +47,8 @@ def test_cli_end_to_end_writes_a_complete_run(tiny_run):
     run_dir, stdout = tiny_run
     assert "[tfapp] epoch 1:" in stdout and "[tfapp] epoch 2:" in stdout
     assert f"run dir {run_dir}" in stdout
-    assert "strategy default (OneDeviceStrategy" in stdout and "precision float32" in stdout
+    expected = "mixed_bfloat16" if distribute.cpu_supports_bf16() else "float32"
+    assert "strategy default (OneDeviceStrategy" in stdout and f"precision {expected}" in stdout
     for name in ("config.yaml", "metrics.json", "MODEL_CARD.md", "model.weights.h5",
                  "checkpoints/best.weights.h5", "export/sentiment/1/saved_model.pb"):
         assert (run_dir / name).is_file(), name
@@ -151,6 +155,13 @@ def test_distribute_auto_choices():
     assert prec("auto", "default", [(6, 1)])[0] == "float32"
     assert prec("auto", "tpu", [])[0] == "mixed_bfloat16"
     assert "emulated" in prec("mixed_float16", "default", [])[1]
+    # CPUs with bfloat16 instructions train in mixed_bfloat16; GPUs decide when present.
+    assert prec("auto", "default", [], cpu_bf16=True)[0] == "mixed_bfloat16"
+    assert prec("auto", "default", [(8, 0)], cpu_bf16=True)[0] == "mixed_float16"
+    assert prec("float32", "default", [], cpu_bf16=True)[0] == "float32"
+    assert distribute.cpu_supports_bf16("flags : fpu avx512f avx512_bf16 avx512_vnni")
+    assert distribute.cpu_supports_bf16("flags : fpu amx_bf16 amx_tile")
+    assert not distribute.cpu_supports_bf16("flags : fpu avx2 avx512f avx512_vnni")
 
 
 def test_profile_steps_capture_a_trace(tmp_path):
@@ -173,7 +184,8 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(tmp_path):
                          "--epochs", "2", "--strategy", strategy,
                          "--set", f"train.cpu_replicas={replicas}", "--set", "backbone.dropout=0",
                          "--set", "sentiment.head_dropout=0", "--set", "export.enabled=false",
-                         "--run-dir", run_dir)
+                         # float32: the comparison is about the strategy, not bf16 rounding.
+                         "--precision", "float32", "--run-dir", run_dir)
         assert result.returncode == 0, result.stderr[-3000:]
         assert f", {replicas} replica(s))" in result.stdout
         losses[strategy] = json.loads((run_dir / "metrics.json").read_text())["history"]

@@ -75,6 +75,9 @@ class TrainConfig:
 class ExportConfig:
     enabled: bool = True
     version: Optional[int] = None  # None: one above the highest existing version
+    # After mixed-precision training, export a float32 copy of the model (same weights), so
+    # served models compute in float32 whatever hardware serves them.
+    float32: bool = True
 
 
 @dataclasses.dataclass

@@ -13,6 +13,8 @@ import dataclasses
 import datetime as dt
 import io
 import json
+import signal
+import threading
 import re
 import time
 from collections import Counter
@@ -185,8 +187,16 @@ def run_monitor(scorer, reader: StreamReader, detector: SurgeDetector, outputs: 
                     f"{alert['observed']['negatives']} negative of "
                     f"{alert['observed']['volume']} ({', '.join(alert['metrics'])})")
 
+    # Ctrl-C / SIGTERM ask the loop to stop at the next safe point instead of raising
+    # inside a TensorFlow call (which can leave the runtime hung); everything read so far
+    # is then scored and written.
+    stop = []
+    previous = {}
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, lambda signum, frame: stop.append(signum))
     try:
-        while True:
+        while not stop:
             items = reader.poll()
             for record, reason in items:
                 counts["lines"] += 1
@@ -210,8 +220,14 @@ def run_monitor(scorer, reader: StreamReader, detector: SurgeDetector, outputs: 
                 score_pending()
             if idle_exit is not None and time.monotonic() - last_data >= idle_exit:
                 break
-            time.sleep(poll_interval)
+            if not stop:
+                time.sleep(poll_interval)
     except KeyboardInterrupt:
+        stop.append(signal.SIGINT)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if stop:
         say("interrupted: flushing")
     score_pending()
     for window, alert in detector.close_ready(flush=True):

@@ -67,6 +67,20 @@ def compile_model(model, task, cfg: Config, placement, total_steps: int) -> None
                   steps_per_execution=cfg.train.steps_per_execution, **task.compile_args())
 
 
+def float32_copy(task, cfg: Config, model):
+    """The task's model rebuilt under the float32 policy, with `model`'s weights (mixed
+    policies keep float32 variables, so nothing is lost)."""
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        loaded = load_backbone(cfg.backbone.name, cfg.backbone.exact_gelu, cfg.backbone.dropout)
+        copy = task.build_model(loaded)
+        copy.set_weights(model.get_weights())
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    return copy
+
+
 def model_card(cfg: Config, task, loaded, splits, metrics: dict, export_dir, seconds) -> str:
     lines = [
         f"# Model card: {cfg.task}",
@@ -220,7 +234,11 @@ def train(cfg: Config, task_cls, run_dir: str | None = None, prepare=None) -> Pa
     if chief:
         model.save_weights(str(run_path / WEIGHTS_FILE))
         if cfg.export.enabled:
-            export_dir = export_saved_model(task, model, packer,
+            served = model
+            if placement.precision != "float32" and cfg.export.float32:
+                served = float32_copy(task, cfg, model)
+                say(f"exporting a float32 copy of the {placement.precision} model")
+            export_dir = export_saved_model(task, served, packer,
                                             run_path / "export" / cfg.task, cfg.export.version)
             size_mb = dir_size_bytes(export_dir) / 2**20
             metrics["export"] = {"path": str(export_dir), "size_mb": round(size_mb, 1)}
