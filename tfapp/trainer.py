@@ -212,7 +212,13 @@ def train(cfg: Config, task_cls, run_dir: str | None = None, prepare=None) -> Pa
                         callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
     train_seconds = time.perf_counter() - started
 
-    calibration = task.calibrate(model, splits["validation"], packer)
+    # What is evaluated, calibrated and exported is what will be served: after
+    # mixed-precision training, a float32 copy with the same weights (export.float32).
+    served = model
+    if placement.precision != "float32" and cfg.export.float32:
+        served = float32_copy(task, cfg, model)
+        say(f"evaluating and exporting a float32 copy of the {placement.precision} model")
+    calibration = task.calibrate(served, splits["validation"], packer)
     if calibration is not None:
         task.set_calibration(calibration)
         say("calibration: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
@@ -222,8 +228,8 @@ def train(cfg: Config, task_cls, run_dir: str | None = None, prepare=None) -> Pa
     metrics = {"history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
                # Restored by BackupAndRestore, so a resumed run counts its earlier steps.
                "optimizer_steps": int(keras.ops.convert_to_numpy(fitted.optimizer.iterations)),
-               "validation": task.evaluate(model, splits["validation"], packer),
-               "test": task.evaluate(model, splits["test"], packer)}
+               "validation": task.evaluate(served, splits["validation"], packer),
+               "test": task.evaluate(served, splits["test"], packer)}
     if calibration is not None:
         metrics["calibration"] = calibration
     for split in ("validation", "test"):
@@ -234,10 +240,6 @@ def train(cfg: Config, task_cls, run_dir: str | None = None, prepare=None) -> Pa
     if chief:
         model.save_weights(str(run_path / WEIGHTS_FILE))
         if cfg.export.enabled:
-            served = model
-            if placement.precision != "float32" and cfg.export.float32:
-                served = float32_copy(task, cfg, model)
-                say(f"exporting a float32 copy of the {placement.precision} model")
             export_dir = export_saved_model(task, served, packer,
                                             run_path / "export" / cfg.task, cfg.export.version)
             size_mb = dir_size_bytes(export_dir) / 2**20
