@@ -26,6 +26,7 @@ from tasks.base import Task
 from tfapp.answer_bank import (TEXT_SPEC, AnswerBank, AnswerBankModule, embed_texts,
                                example_inputs, read_answer_bank)
 from tfapp.backbone import backbone_inputs, pooled_output
+from tfapp.callbacks import EpochMetrics
 from tfapp.data import read_rows, seeded_split, text_dataset, texts_only_dataset
 from tfapp.errors import ConfigError, DataError
 from tfapp.ranking import (DEFAULT_KS, calibrate_threshold, format_ranking, format_tradeoff,
@@ -141,25 +142,6 @@ class KerasTextEncoder(tf.Module):
     def _class_scores(self, text):
         logits = self.model(self._packer(text), training=False)["intent"]
         return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
-
-
-class BankMetrics(keras.callbacks.Callback):
-    """Adds whole-bank validation metrics (val_top1_accuracy, val_recall_at_K, val_mrr) to
-    each epoch's logs, for the summary line, early stopping and TensorBoard."""
-
-    def __init__(self, task: "QATask", validation: Examples, packer):
-        super().__init__()
-        self.task, self.validation, self.packer = task, validation, packer
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is None:
-            return
-        scores = self.task.bank_scores(self.model, self.validation.questions, self.packer)
-        metrics = ranking_metrics(scores, self.validation.answers, self.task.params.recall_ks)
-        logs["val_top1_accuracy"] = metrics["top1_accuracy"]
-        for k in self.task.params.recall_ks:
-            logs[f"val_recall_at_{k}"] = metrics[f"recall@{k}"]
-        logs["val_mrr"] = metrics["mrr"]
 
 
 class BankProjector(keras.callbacks.Callback):
@@ -440,8 +422,18 @@ class QATask(Task):
         ks = [f"val_recall_at_{k}" for k in self.params.recall_ks if k in (1, 5)]
         return ["loss", "val_loss", "val_top1_accuracy", *ks, "val_mrr"]
 
+    def bank_logs(self, model, validation: Examples, packer) -> dict:
+        """Whole-bank validation metrics as epoch-log entries (val_top1_accuracy,
+        val_recall_at_K, val_mrr)."""
+        scores = self.bank_scores(model, validation.questions, packer)
+        metrics = ranking_metrics(scores, validation.answers, self.params.recall_ks)
+        logs = {"val_top1_accuracy": metrics["top1_accuracy"], "val_mrr": metrics["mrr"]}
+        logs.update({f"val_recall_at_{k}": metrics[f"recall@{k}"]
+                     for k in self.params.recall_ks})
+        return logs
+
     def callbacks(self, run_dir: Path, validation: Examples, packer) -> list:
-        out = [BankMetrics(self, validation, packer)]
+        out = [EpochMetrics(lambda model: self.bank_logs(model, validation, packer))]
         if self.retrieval:
             out.append(BankProjector(self, Path(run_dir) / "logs" / "projector", packer))
         return out

@@ -24,6 +24,7 @@ import tensorflow as tf
 import tasks
 from tasks.base import Task
 from tfapp.backbone import backbone_inputs, pooled_output
+from tfapp.callbacks import EpochMetrics
 from tfapp.data import read_rows, seeded_split, texts_only_dataset
 from tfapp.errors import ConfigError, DataError
 from tfapp.trainer import say
@@ -200,22 +201,6 @@ class RecommendModel(keras.Model):
         history = tf.reshape(per_slot[:split], [batch, n_hist, dim])
         candidates = tf.reshape(per_slot[split:], [batch, n_cand, dim])
         return self.score_vectors(history, h_ids >= 0, candidates, inputs["side"])
-
-
-class ScoreMetrics(keras.callbacks.Callback):
-    """Adds per-impression validation metrics (val_auc, val_mrr, val_ndcg_at_K) to each
-    epoch's logs, for the summary line, early stopping and TensorBoard."""
-
-    def __init__(self, task: "RecommendTask", validation: Impressions, packer):
-        super().__init__()
-        self.task, self.validation, self.packer = task, validation, packer
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is None:
-            return
-        metrics = self.task.impression_report(self.model, self.validation, self.packer)
-        for key in ("auc", "mrr", *(f"ndcg@{k}" for k in self.task.params.ndcg_ks)):
-            logs["val_" + key.replace("@", "_at_")] = metrics[key]
 
 
 class ServingRecommender(tf.Module):
@@ -548,8 +533,15 @@ class RecommendTask(Task):
         return ["loss", "val_loss", "val_auc", "val_mrr",
                 *(f"val_ndcg_at_{k}" for k in self.params.ndcg_ks)]
 
+    def impression_logs(self, model, validation: Impressions, packer) -> dict:
+        """Per-impression validation metrics as epoch-log entries (val_auc, val_mrr,
+        val_ndcg_at_K)."""
+        metrics = self.impression_report(model, validation, packer)
+        keys = ("auc", "mrr", *(f"ndcg@{k}" for k in self.params.ndcg_ks))
+        return {"val_" + key.replace("@", "_at_"): metrics[key] for key in keys}
+
     def callbacks(self, run_dir: Path, validation: Impressions, packer) -> list:
-        return [ScoreMetrics(self, validation, packer)]
+        return [EpochMetrics(lambda model: self.impression_logs(model, validation, packer))]
 
     # --- evaluation -------------------------------------------------------------------
     def item_vectors(self, model: RecommendModel, packer) -> np.ndarray:

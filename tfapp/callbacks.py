@@ -110,3 +110,18 @@ class ClassificationReport(keras.callbacks.Callback):
                 for name in ("precision", "recall"):
                     tf.summary.scalar(f"{self.output}/{name}/{label}", per_class[name])
         self.writer.flush()
+
+
+class EpochMetrics(keras.callbacks.Callback):
+    """Adds `metrics_fn(model)` (a dict of log key -> float) to each epoch's logs, for
+    metrics Keras cannot accumulate batch by batch (whole-bank ranking, per-impression
+    AUC). Put it before the callbacks that read them (summary line, early stopping,
+    checkpoints, TensorBoard)."""
+
+    def __init__(self, metrics_fn):
+        super().__init__()
+        self.metrics_fn = metrics_fn
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs.update(self.metrics_fn(self.model))
