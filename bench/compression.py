@@ -36,9 +36,10 @@ def headline(metrics: dict):
 
 
 def latest_version(base: Path) -> Path | None:
-    versions = sorted((int(p.name) for p in base.iterdir() if p.name.isdigit()),
-                      reverse=True) if base.is_dir() else []
-    return base / str(versions[0]) if versions else None
+    from tfapp.export import existing_versions
+
+    versions = existing_versions(base)
+    return base / str(versions[-1]) if versions else None
 
 
 def latency_ms(export: Path, requests: int) -> tuple[float, float]:
