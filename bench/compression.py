@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import tfapp  # noqa: F401
-from tfapp.errors import ConfigError, cli_main
+from tfapp.core.errors import ConfigError, cli_main
 
 REQUEST = "Shares of Northwind Bank jumped 9% after quarterly earnings beat estimates."
 HEADLINE_KEYS = ("accuracy", "top1_accuracy", "auc")
@@ -36,9 +36,9 @@ def headline(metrics: dict):
 
 
 def latest_version(base: Path) -> Path | None:
-    from tfapp.export import existing_versions
+    from tfapp.core.export_layout import existing_versions
 
-    versions = existing_versions(base)
+    versions = existing_versions(base, complete_only=True)
     return base / str(versions[-1]) if versions else None
 
 
@@ -62,12 +62,14 @@ def latency_ms(export: Path, requests: int) -> tuple[float, float]:
 
 
 def size_mb(path: Path) -> float:
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) / 2**20
+    from tfapp.core.rundir import dir_size_bytes
+
+    return dir_size_bytes(path) / 2**20
 
 
 def rows_for(name: str, run: Path, requests: int) -> list[dict]:
-    from tfapp.config import read_yaml
-    from tfapp.quantize import INT8_BASE, REPORT
+    from tfapp.core.config import read_yaml
+    from tfapp.compression.quantize import INT8_BASE, REPORT
 
     metrics_file = run / "metrics.json"
     if not metrics_file.is_file():

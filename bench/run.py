@@ -22,7 +22,6 @@ import datetime as dt
 import json
 import os
 import platform
-import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -31,15 +30,16 @@ import tfapp  # noqa: F401
 import warnings
 
 import keras
-import numpy as np
 import tensorflow as tf
 
-import tasks
-from tfapp import distribute
-from tfapp.backbone import TextPacker, load_backbone
-from tfapp.config import apply_overrides, build_config, read_yaml
-from tfapp.export import export_saved_model
-from tfapp.trainer import build_compiled_model
+from bench.measure import latency, rates
+from bench.transformers_reference import hf_model_dir, infer_theirs, train_theirs
+from tfapp.core import distribute
+from tfapp.core.backbone import TextPacker, load_backbone
+from tfapp.core.task import get_task
+from tfapp.core.config import apply_overrides, build_config, read_yaml
+from tfapp.serving.export import export_saved_model
+from tfapp.training.trainer import build_compiled_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -66,7 +66,7 @@ def sentiment_config(backbone: str, **overrides):
     raw = read_yaml(REPO / "configs" / "sentiment.yaml")
     sets = {"backbone.name": backbone, "sentiment.topic_column": None, **overrides}
     raw = apply_overrides(raw, [f"{k}={json.dumps(v)}" for k, v in sets.items()])
-    return build_config(raw, tasks.get_task("sentiment").Config, "bench")
+    return build_config(raw, get_task("sentiment").Config, "bench")
 
 
 def batches(task, splits, packer, batch: int, bucketing: bool, n: int) -> list:
@@ -99,7 +99,7 @@ def train_ours(cfg, suite: Suite, data: list) -> dict:
         "mixed_bfloat16" if cfg.train.precision == "mixed_bfloat16" else "float32")
     placement = distribute.Placement(tf.distribute.get_strategy(), "default",
                                      keras.mixed_precision.global_policy().name, [])
-    task = tasks.get_task("sentiment")(cfg)
+    task = get_task("sentiment")(cfg)
     loaded = load_backbone(cfg.backbone.name, cfg.backbone.exact_gelu)
     model = build_compiled_model(task, cfg, loaded, placement, total_steps=10_000)
 
@@ -120,69 +120,7 @@ def train_ours(cfg, suite: Suite, data: list) -> dict:
     seconds = run(data[suite.warmup_steps:])
     timed = data[suite.warmup_steps:]
     keras.mixed_precision.set_global_policy("float32")
-    return _rates(timed, seconds) | {"params": loaded.backbone.count_params()}
-
-
-def _rates(timed: list, seconds: float) -> dict:
-    examples = sum(int(x["token_ids"].shape[0]) for x, *_ in timed)
-    real = sum(int(x["padding_mask"].numpy().sum()) for x, *_ in timed)
-    padded = sum(int(np.prod(x["token_ids"].shape)) for x, *_ in timed)
-    return {"examples_per_s": round(examples / seconds, 1),
-            "real_tokens_per_s": round(real / seconds, 1),
-            "padded_tokens": padded, "seconds": round(seconds, 2), "steps": len(timed)}
-
-
-def hf_model_dir(loaded, backbone: str, num_labels: int) -> Path:
-    """The checkpoint directory transformers loads: the packaged one, or the tiny model
-    written out in Hugging Face format (same weights) for the quick suite."""
-    from tfapp.backbone import packaged_backbone_dir
-
-    if backbone == "default":
-        return packaged_backbone_dir()
-    import transformers
-
-    bb = loaded.backbone
-    cfg = transformers.BertConfig(
-        vocab_size=bb.vocabulary_size, hidden_size=bb.hidden_dim, num_hidden_layers=bb.num_layers,
-        num_attention_heads=bb.num_heads, intermediate_size=bb.intermediate_dim,
-        max_position_embeddings=bb.max_sequence_length, num_labels=num_labels)
-    out = Path(tempfile.mkdtemp(prefix="bench_hf_"))
-    transformers.BertForSequenceClassification(cfg).save_pretrained(str(out))
-    vocab = loaded.tokenizer.get_vocabulary()
-    (out / "vocab.txt").write_text("\n".join(vocab) + "\n")
-    (out / "tokenizer_config.json").write_text(json.dumps({"do_lower_case": True}))
-    return out
-
-
-def train_theirs(model_dir: Path, num_labels: int, cfg, suite: Suite, data: list) -> dict:
-    """A plain transformers + torch loop: same batches, AdamW, clipping, CE loss."""
-    import torch
-    import transformers
-
-    torch.manual_seed(0)
-    model = transformers.BertForSequenceClassification.from_pretrained(
-        str(model_dir), num_labels=num_labels)
-    model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.learning_rate,
-                            weight_decay=cfg.train.weight_decay)
-
-    def step(batch):
-        x, y, *_ = batch
-        y = y["sentiment"] if isinstance(y, dict) else y
-        out = model(input_ids=torch.from_numpy(x["token_ids"].numpy()).long(),
-                    attention_mask=torch.from_numpy(x["padding_mask"].numpy()).long(),
-                    labels=torch.from_numpy(np.argmax(y.numpy(), axis=-1)).long())
-        opt.zero_grad()
-        out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_norm)
-        opt.step()
-
-    for b in data[: suite.warmup_steps]:
-        step(b)
-    start = time.perf_counter()
-    for b in data[suite.warmup_steps:]:
-        step(b)
-    return _rates(data[suite.warmup_steps:], time.perf_counter() - start)
+    return rates(timed, seconds) | {"params": loaded.backbone.count_params()}
 
 
 def infer_ours(export_dir: Path, texts: list[str], suite: Suite) -> dict:
@@ -200,36 +138,8 @@ def infer_ours(export_dir: Path, texts: list[str], suite: Suite) -> dict:
     start = time.perf_counter()
     for i in range(suite.throughput_batches):
         fn(text=tf.constant(texts[(i * 32) % len(texts):][:32] or texts[:32]))
-    return _latency(lat) | {"batch32_examples_per_s": round(
+    return latency(lat) | {"batch32_examples_per_s": round(
         32 * suite.throughput_batches / (time.perf_counter() - start), 1)}
-
-
-def infer_theirs(model_dir: Path, texts: list[str], suite: Suite) -> dict:
-    import torch
-    import transformers
-
-    pipe = transformers.pipeline("text-classification", model=str(model_dir),
-                                 tokenizer=str(model_dir), device="cpu")
-    for t in texts[:5]:
-        pipe(t)
-    pipe(texts[:32], batch_size=32)
-    lat = []
-    with torch.inference_mode():
-        for i in range(suite.latency_requests):
-            start = time.perf_counter()
-            pipe(texts[i % len(texts)])
-            lat.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        for i in range(suite.throughput_batches):
-            pipe(texts[(i * 32) % len(texts):][:32] or texts[:32], batch_size=32)
-    return _latency(lat) | {"batch32_examples_per_s": round(
-        32 * suite.throughput_batches / (time.perf_counter() - start), 1)}
-
-
-def _latency(samples: list[float]) -> dict:
-    ms = sorted(1000 * s for s in samples)
-    return {"p50_ms": round(statistics.median(ms), 2),
-            "p99_ms": round(ms[min(len(ms) - 1, int(0.99 * len(ms)))], 2)}
 
 
 def matmul_peak(n: int) -> float:
@@ -283,7 +193,7 @@ def run_suite(name: str, out_dir: Path) -> dict:
     warnings.filterwarnings("ignore", message=".*ran out of data.*")
     suite = SUITES[name]
     cfg = sentiment_config(suite.backbone, **{"train.global_batch_size": suite.batch})
-    task = tasks.get_task("sentiment")(cfg)
+    task = get_task("sentiment")(cfg)
     splits = task.load_splits()
     loaded = load_backbone(cfg.backbone.name, cfg.backbone.exact_gelu)
     packer = TextPacker(loaded.tokenizer, cfg.backbone.max_seq_length)
@@ -332,14 +242,14 @@ def run_suite(name: str, out_dir: Path) -> dict:
         for label, (overrides, bucketing) in variants.items():
             vcfg = sentiment_config(suite.backbone, **{"train.global_batch_size": suite.batch,
                                                        **overrides})
-            vtask = tasks.get_task("sentiment")(vcfg)
+            vtask = get_task("sentiment")(vcfg)
             vdata = batches(vtask, splits, packer, suite.batch, bucketing, n)
             result["ablation"][label] = train_ours(vcfg, suite, vdata)
         # tf.data through tfapp's own pipeline (in-graph tokenisation each epoch vs cached).
         for cache in (False, True):
             vcfg = sentiment_config(suite.backbone, **{"train.global_batch_size": suite.batch,
                                                        "data.cache": cache})
-            vtask = tasks.get_task("sentiment")(vcfg)
+            vtask = get_task("sentiment")(vcfg)
             ds = vtask.dataset(splits["train"], packer, suite.batch, training=True).repeat()
             label = f"tfapp tf.data pipeline, cache={'on' if cache else 'off'}"
             result["ablation"][label] = train_ours_on_dataset(vcfg, suite, ds)
@@ -361,14 +271,14 @@ def train_ours_on_dataset(cfg, suite: Suite, ds: tf.data.Dataset) -> dict:
     """Like train_ours, but fed by a live tf.data pipeline (tokenising, caching)."""
     keras.utils.set_random_seed(0)
     placement = distribute.Placement(tf.distribute.get_strategy(), "default", "float32", [])
-    task = tasks.get_task("sentiment")(cfg)
+    task = get_task("sentiment")(cfg)
     loaded = load_backbone(cfg.backbone.name, cfg.backbone.exact_gelu)
     model = build_compiled_model(task, cfg, loaded, placement, total_steps=10_000)
     model.fit(ds.take(suite.warmup_steps), epochs=1, verbose=0)
     timed = list(ds.skip(suite.warmup_steps).take(suite.timed_steps))
     start = time.perf_counter()
     model.fit(ds.skip(suite.warmup_steps).take(suite.timed_steps), epochs=1, verbose=0)
-    return _rates(timed, time.perf_counter() - start)
+    return rates(timed, time.perf_counter() - start)
 
 
 def _threaded_train(suite: Suite, intra: int, inter: int) -> dict:
@@ -376,7 +286,7 @@ def _threaded_train(suite: Suite, intra: int, inter: int) -> dict:
     tf.config.threading.set_inter_op_parallelism_threads(inter)
     warnings.filterwarnings("ignore")
     cfg = sentiment_config(suite.backbone, **{"train.global_batch_size": suite.batch})
-    task = tasks.get_task("sentiment")(cfg)
+    task = get_task("sentiment")(cfg)
     splits = task.load_splits()
     packer = TextPacker(load_backbone(cfg.backbone.name).tokenizer, cfg.backbone.max_seq_length)
     data = batches(task, splits, packer, suite.batch, True,
@@ -420,7 +330,7 @@ def markdown(r: dict) -> str:
 
 
 def write(result: dict, out_dir: Path) -> None:
-    from tfapp.rundir import atomic_write_text, write_json
+    from tfapp.core.rundir import atomic_write_text, write_json
 
     stem = f"{result['suite']}-{result['date'].replace(':', '')}"
     write_json(out_dir / f"{stem}.json", result)

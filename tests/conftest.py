@@ -1,6 +1,7 @@
 import csv
 import json
 import os
+import random
 import subprocess
 import sys
 from pathlib import Path
@@ -33,6 +34,25 @@ def sample_rows(n=None) -> list[dict]:
     return rows[:n] if n else rows
 
 
+# Generated sentiment task whose label is decided by one keyword (learnable in seconds).
+KEYWORDS = {"positive": ["rose", "gained", "jumped", "surged", "climbed", "rallied"],
+            "negative": ["fell", "dropped", "slumped", "plunged", "declined", "slid"],
+            "neutral": ["steady", "flat", "unchanged", "stable"]}
+
+
+def keyword_sentiment_csv(path, n=360, seed=0):
+    """A CSV (text, label) of n generated sentences whose label one keyword decides."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        label = ["negative", "neutral", "positive"][i % 3]
+        subject = rng.choice(["shares", "stocks", "the market", "the bank", "the fund"])
+        tail = rng.choice(["after earnings", "on the deal", "after the results", "in trading"])
+        rows.append({"text": f"{subject} {rng.choice(KEYWORDS[label])} {tail}",
+                     "label": label})
+    return write_csv(path, rows)
+
+
 def run_cli(module: str, *args, timeout=600) -> subprocess.CompletedProcess:
     """Runs `python -m module args` as a user would, from the repo root."""
     return subprocess.run([sys.executable, "-m", module, *map(str, args)], cwd=REPO,
@@ -41,14 +61,14 @@ def run_cli(module: str, *args, timeout=600) -> subprocess.CompletedProcess:
 
 def tiny_config(tmp_path, **overrides):
     """A typed sentiment config on the tiny backbone, with dotted-key overrides."""
-    import tasks
-    from tfapp.config import apply_overrides, build_config, read_yaml
+    from tfapp.core.task import get_task
+    from tfapp.core.config import apply_overrides, build_config, read_yaml
 
     raw = read_yaml(REPO / "configs" / "sentiment.yaml")
     sets = {"backbone.name": "tiny", "train.epochs": 1, "run.root": str(tmp_path / "runs"),
             **overrides}
     raw = apply_overrides(raw, [f"{k}={json.dumps(v)}" for k, v in sets.items()])
-    return build_config(raw, tasks.get_task("sentiment").Config, "test")
+    return build_config(raw, get_task("sentiment").Config, "test")
 
 
 @pytest.fixture(scope="session")
@@ -71,3 +91,28 @@ def default_run(tmp_path_factory):
     result = run_cli("tfapp.train", "--task", "sentiment", "--run-dir", run_dir, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return run_dir, result.stdout, time.time() - start
+
+
+# --- QA exports served as a model server would (tensorflow + tensorflow_text only) -------
+
+QA_SERVE = """
+import json, sys
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (the ops a model server links)
+model = tf.saved_model.load(sys.argv[1])
+out = model.signatures["serving_default"](question=tf.constant(json.loads(sys.argv[2])))
+emb = model.signatures["encode"](text=tf.constant(json.loads(sys.argv[2])))["embedding"]
+assert not {"tfapp", "tasks", "keras_hub"} & {m.split(".")[0] for m in sys.modules}
+dec = lambda v: [[x.decode() for x in row] for row in v.numpy().tolist()]
+print(json.dumps({"answer_ids": dec(out["answer_ids"]), "answer_texts": dec(out["answer_texts"]),
+                  "scores": out["scores"].numpy().tolist(),
+                  "handoff": out["handoff"].numpy().tolist(), "embedding": emb.numpy().tolist()}))
+"""
+
+
+def serve_fresh(export, questions) -> dict:
+    """The export's outputs from a fresh process with only tensorflow + tensorflow_text."""
+    result = subprocess.run([sys.executable, "-c", QA_SERVE, str(export), json.dumps(questions)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])

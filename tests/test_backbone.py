@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfapp.backbone import (TextPacker, backbone_inputs, load_backbone, packaged_backbone_dir,
+from tfapp.core.backbone import (TextPacker, backbone_inputs, load_backbone, packaged_backbone_dir,
                             pooled_output, tiny_vocabulary)
-from tfapp.errors import BackboneError
+from tfapp.core.errors import BackboneError
 
 
 def test_tokenisation_runs_in_graph_with_lowercase_truncation_and_specials():

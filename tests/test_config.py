@@ -2,18 +2,18 @@ import dataclasses
 
 import pytest
 
-import tasks
 from conftest import REPO, tiny_config
 from tfapp.cli import SHORTCUTS
-from tfapp.config import (apply_overrides, build_config, read_yaml)
-from tfapp.errors import ConfigError
+from tfapp.core.config import (apply_overrides, build_config, read_yaml)
+from tfapp.core.task import available, get_task
+from tfapp.core.errors import ConfigError
 
-SentimentConfig = tasks.get_task("sentiment").Config
+SentimentConfig = get_task("sentiment").Config
 
 
-@pytest.mark.parametrize("task", tasks.available())
+@pytest.mark.parametrize("task", available())
 def test_shipped_yaml_matches_dataclass_defaults(task):
-    config_cls = tasks.get_task(task).Config
+    config_cls = get_task(task).Config
     cfg = build_config(read_yaml(REPO / "configs" / f"{task}.yaml"), config_cls, "yaml")
     default = build_config({"task": task}, config_cls, "defaults")
     # Every knob in the YAML is a real field, and the YAML documents the defaults.
@@ -69,7 +69,7 @@ def test_invalid_yaml_names_line(tmp_path):
 
 def test_unknown_task_lists_available():
     with pytest.raises(ConfigError, match=r"unknown task 'nope' \(available: .*sentiment"):
-        tasks.get_task("nope")
+        get_task("nope")
 
 
 def test_cli_shortcuts_map_to_real_fields():

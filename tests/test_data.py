@@ -1,15 +1,15 @@
 import numpy as np
 import pytest
 
-import tasks
 from conftest import sample_rows, tiny_config, write_csv, write_jsonl
-from tfapp.backbone import TextPacker, load_backbone
-from tfapp.data import count_truncated, read_rows, text_dataset
-from tfapp.errors import ConfigError, DataError
+from tfapp.core.backbone import TextPacker, load_backbone
+from tfapp.core.task import get_task
+from tfapp.core.data import count_truncated, read_rows, text_dataset
+from tfapp.core.errors import ConfigError, DataError
 
 
 def task_for(tmp_path, **overrides):
-    return tasks.get_task("sentiment")(tiny_config(tmp_path, **overrides))
+    return get_task("sentiment")(tiny_config(tmp_path, **overrides))
 
 
 def test_csv_tsv_and_jsonl_read_the_same_rows(tmp_path):

@@ -5,10 +5,9 @@ import json
 import numpy as np
 import pytest
 
-from conftest import run_cli
-from test_precision import keyword_task
-from tfapp.distill import student_layers
-from tfapp.errors import ConfigError
+from conftest import keyword_sentiment_csv, run_cli
+from tfapp.compression.distill import student_layers
+from tfapp.core.errors import ConfigError
 
 
 def test_student_layers_are_evenly_spaced_from_the_bottom():
@@ -23,7 +22,7 @@ def test_student_layers_are_evenly_spaced_from_the_bottom():
 @pytest.fixture(scope="module")
 def distilled(tmp_path_factory):
     base = tmp_path_factory.mktemp("distill")
-    data = keyword_task(base / "keywords.csv")
+    data = keyword_sentiment_csv(base / "keywords.csv")
     teacher = base / "teacher"
     result = run_cli("tfapp.train", "--task", "sentiment", "--backbone", "tiny",
                      "--epochs", 4, "--set", f"data.train_file={data}",
@@ -42,8 +41,8 @@ def untrained_accuracy(teacher_dir) -> float:
     import keras
     import keras_hub
 
-    from tfapp.backbone import LoadedBackbone, TextPacker, load_backbone
-    from tfapp.cli import config_from_run
+    from tfapp.core.backbone import LoadedBackbone, TextPacker, load_backbone
+    from tfapp.training.restore import config_from_run
 
     keras.utils.set_random_seed(0)
     cfg, task_cls = config_from_run(teacher_dir)
@@ -73,7 +72,7 @@ def test_distilled_student_beats_an_untrained_model_of_its_size(distilled):
 def test_student_run_is_a_normal_run_with_a_smaller_backbone(distilled):
     import tensorflow as tf
 
-    from tfapp.trainer import restore_run
+    from tfapp.training.restore import restore_run
 
     teacher, student, _ = distilled
     cfg, task, model, packer = restore_run(student)

@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfapp.errors import TfappError
-from tfapp.export import export_saved_model, existing_versions
-from tfapp.trainer import restore_run
+from tfapp.core.errors import TfappError
+from tfapp.core.export_layout import existing_versions
+from tfapp.serving.export import export_saved_model
+from tfapp.training.restore import restore_run
 
 TEXTS = ["Shares of Northwind Bank jumped 9% after earnings beat estimates.",
          "The central bank left interest rates unchanged.",

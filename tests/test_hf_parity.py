@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfapp.backbone import TextPacker, load_backbone, packaged_backbone_dir
+from tfapp.core.backbone import TextPacker, load_backbone, packaged_backbone_dir
 
 torch = pytest.importorskip("torch", reason="needs the hf extra: pip install -e .[hf]")
 transformers = pytest.importorskip("transformers")

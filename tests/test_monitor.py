@@ -6,10 +6,10 @@ import time
 import pytest
 
 from conftest import REPO, run_cli
-from tfapp.errors import DataError
-from tfapp.monitor import Outputs, parse_duration, run_monitor
-from tfapp.stream import StreamFields, StreamReader, parse_timestamp
-from tfapp.surge import Scored, SurgeConfig, SurgeDetector
+from tfapp.core.errors import DataError
+from tasks.sentiment.monitor import Outputs, parse_duration, run_monitor
+from tasks.sentiment.stream import StreamFields, StreamReader, parse_timestamp
+from tasks.sentiment.surge import Scored, SurgeConfig, SurgeDetector
 
 HOUR = 3600.0
 T0 = 1_793_577_600.0  # 2026-11-02T00:00:00Z

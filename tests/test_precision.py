@@ -1,33 +1,16 @@
 """Mixed precision on CPU: both policies train a generated task to float32's accuracy;
 mixed_float16 scales the loss and logs the scale; heads stay float32."""
 import json
-import random
 
 import pytest
 import tensorflow as tf
 
-from conftest import run_cli, write_csv
-
-WORDS = {"positive": ["rose", "gained", "jumped", "surged", "climbed", "rallied"],
-         "negative": ["fell", "dropped", "slumped", "plunged", "declined", "slid"],
-         "neutral": ["steady", "flat", "unchanged", "stable"]}
-
-
-def keyword_task(path, n=360, seed=0):
-    rng = random.Random(seed)
-    rows = []
-    for i in range(n):
-        label = ["negative", "neutral", "positive"][i % 3]
-        subject = rng.choice(["shares", "stocks", "the market", "the bank", "the fund"])
-        tail = rng.choice(["after earnings", "on the deal", "after the results", "in trading"])
-        rows.append({"text": f"{subject} {rng.choice(WORDS[label])} {tail}", "label": label})
-    return write_csv(path, rows)
-
+from conftest import keyword_sentiment_csv, run_cli
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("precision")
-    data = keyword_task(base / "keywords.csv")
+    data = keyword_sentiment_csv(base / "keywords.csv")
     out = {}
     for precision in ("float32", "mixed_bfloat16", "mixed_float16"):
         run_dir = base / precision

@@ -47,7 +47,7 @@ def test_pretraining_lowers_validation_mlm_loss(pretrained):
 def test_saved_backbone_loads_and_trains_a_task(pretrained, tmp_path):
     import numpy as np
 
-    from tfapp.backbone import load_backbone
+    from tfapp.core.backbone import load_backbone
 
     run_dir, _, _ = pretrained
     backbone_dir = run_dir / "backbone"
@@ -77,3 +77,32 @@ def test_pretrain_refuses_missing_corpus_and_existing_output(pretrained, tmp_pat
     result = run_cli("tfapp.pretrain", "--corpus", text, "--backbone", "tiny",
                      "--out", run_dir / "backbone", "--run-dir", tmp_path / "run2")
     assert result.returncode == 2 and "already exists" in result.stderr
+
+
+def _mlm_loss_after(text: str) -> str:
+    return text.split("validation MLM loss after:")[1].split("(")[0].strip()
+
+
+def test_two_local_workers_pretrain_and_only_the_chief_writes(tmp_path):
+    text = corpus(tmp_path / "domain.txt", n=256)
+    run_dir = tmp_path / "run"
+    result = run_cli("tfapp.launch", "--workers", 2, "--module", "tfapp.pretrain", "--",
+                     "--corpus", text, "--backbone", "tiny", "--epochs", 2,
+                     "--run-dir", run_dir, "--set", "backbone.max_seq_length=16",
+                     "--set", "train.learning_rate=2e-3", timeout=600)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    stdout = result.stdout
+    assert "strategy multiworker (CollectiveAllReduceStrategy, 2 replica(s))" in stdout
+    assert "this worker: worker 0" in stdout and "saved backbone" in stdout
+    worker1 = (run_dir / ".launch" / "worker-1.log").read_text()
+    assert "this worker: worker 1" in worker1 and "done in" in worker1
+    assert "saved backbone" not in worker1
+    # Same weights on both workers after training: the same validation loss.
+    assert _mlm_loss_after(worker1) == _mlm_loss_after(stdout)
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert len(metrics["history"]["loss"]) == 2
+    assert metrics["validation_after"]["loss"] < metrics["validation_before"]["loss"]
+    assert (run_dir / "backbone" / "model.weights.h5").is_file()
+    # Each worker had its own backup dir (the other one's lived in its scratch dir,
+    # removed at the end); nothing is left behind.
+    assert not list(run_dir.glob(".worker-*")) and not (run_dir / "backup").exists()

@@ -2,17 +2,15 @@
 generated task, export served from a fresh process, and re-indexing without retraining."""
 import json
 import random
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 
-import tasks
-from conftest import REPO, run_cli, write_csv
-from tfapp.backbone import _TINY_WORDS
-from tfapp.errors import ConfigError, DataError
-from tfapp.ranking import (calibrate_threshold, precision_coverage, ranking_metrics,
+from conftest import REPO, run_cli, serve_fresh, write_csv
+from tfapp.core.backbone import _TINY_WORDS
+from tfapp.core.task import get_task
+from tfapp.core.errors import ConfigError, DataError
+from tasks.qa.ranking import (calibrate_threshold, precision_coverage, ranking_metrics,
                            true_ranks)
 
 # --- whole-bank ranking metrics ------------------------------------------------------
@@ -77,13 +75,13 @@ def test_unreachable_target_hands_everything_off_and_ties_are_not_split():
 
 
 def qa_config(tmp_path, **overrides):
-    from tfapp.config import apply_overrides, build_config, read_yaml
+    from tfapp.core.config import apply_overrides, build_config, read_yaml
 
     raw = read_yaml(REPO / "configs" / "qa.yaml")
     sets = {"backbone.name": "tiny", "train.epochs": 1, "run.root": str(tmp_path / "runs"),
             **overrides}
     raw = apply_overrides(raw, [f"{k}={json.dumps(v)}" for k, v in sets.items()])
-    return build_config(raw, tasks.get_task("qa").Config, "test")
+    return build_config(raw, get_task("qa").Config, "test")
 
 
 def small_files(tmp_path, answers=None, questions=None):
@@ -119,17 +117,17 @@ def test_bad_answers_and_questions_are_one_clear_line(tmp_path, case, message):
     cfg = qa_config(tmp_path, **{"data.train_file": str(questions_file),
                                  "qa.answers_file": str(answers_file)})
     with pytest.raises(DataError) as e:
-        tasks.get_task("qa")(cfg).load_splits()
+        get_task("qa")(cfg).load_splits()
     assert message in str(e.value) and "\n" not in str(e.value)
 
 
 def test_retrieval_without_answers_file_and_bad_mode_are_config_errors(tmp_path):
     _, questions = small_files(tmp_path)
     with pytest.raises(ConfigError, match="qa.answers_file is required"):
-        tasks.get_task("qa")(qa_config(tmp_path, **{"data.train_file": str(questions)})
+        get_task("qa")(qa_config(tmp_path, **{"data.train_file": str(questions)})
                              ).load_splits()
     with pytest.raises(ConfigError, match="qa.mode must be retrieval or intent"):
-        tasks.get_task("qa")(qa_config(tmp_path, **{"qa.mode": "generative"}))
+        get_task("qa")(qa_config(tmp_path, **{"qa.mode": "generative"}))
 
 
 def test_cli_bad_answers_file_exits_2_and_writes_nothing(tmp_path):
@@ -240,33 +238,10 @@ def test_intent_mode_learns_105_intents_far_above_chance(tmp_path):
 
 # --- export and re-indexing ----------------------------------------------------------
 
-SERVE = """
-import json, sys
-import tensorflow as tf
-import tensorflow_text  # noqa: F401  (the ops a model server links)
-model = tf.saved_model.load(sys.argv[1])
-out = model.signatures["serving_default"](question=tf.constant(json.loads(sys.argv[2])))
-emb = model.signatures["encode"](text=tf.constant(json.loads(sys.argv[2])))["embedding"]
-assert not {"tfapp", "tasks", "keras_hub"} & {m.split(".")[0] for m in sys.modules}
-dec = lambda v: [[x.decode() for x in row] for row in v.numpy().tolist()]
-print(json.dumps({"answer_ids": dec(out["answer_ids"]), "answer_texts": dec(out["answer_texts"]),
-                  "scores": out["scores"].numpy().tolist(),
-                  "handoff": out["handoff"].numpy().tolist(), "embedding": emb.numpy().tolist()}))
-"""
-
-
-def serve_fresh(export, questions) -> dict:
-    """The export's outputs from a fresh process with only tensorflow + tensorflow_text."""
-    result = subprocess.run([sys.executable, "-c", SERVE, str(export), json.dumps(questions)],
-                            capture_output=True, text=True, timeout=300)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
-
-
 def test_export_in_fresh_process_matches_in_process_top_k(retrieval_run):
     import tensorflow as tf
 
-    from tfapp.trainer import restore_run
+    from tfapp.training.restore import restore_run
 
     run_dir, files, _ = retrieval_run
     questions = ["of the profit for a?", "is it about revenue", "Hello!", ""]
@@ -338,7 +313,7 @@ def test_evaluate_cli_ranks_a_labelled_file_against_the_runs_bank(retrieval_run)
 def test_hard_negatives_and_repeated_answers_in_the_dual_encoder_batch(tmp_path):
     import tensorflow as tf
 
-    from tfapp.backbone import TextPacker, load_backbone
+    from tfapp.core.backbone import TextPacker, load_backbone
 
     answers = [{"answer_id": k, "answer": f"answer about {w}"}
                for k, w in (("a", "profit"), ("b", "loss"), ("c", "debt"), ("d", "rates"))]
@@ -351,7 +326,7 @@ def test_hard_negatives_and_repeated_answers_in_the_dual_encoder_batch(tmp_path)
                                  "data.validation_file": str(questions_file),
                                  "qa.answers_file": str(answers_file),
                                  "qa.hard_negatives_column": "close"})
-    task = tasks.get_task("qa")(cfg)
+    task = get_task("qa")(cfg)
     splits = task.load_splits()
     assert splits["validation"].negatives[:3] == [[2], [], [3, 2]]
     loaded = load_backbone("tiny")

@@ -5,8 +5,7 @@ import time
 
 import pytest
 
-from conftest import REPO, run_cli, write_csv
-from test_qa import serve_fresh
+from conftest import REPO, run_cli, serve_fresh, write_csv
 
 pytestmark = [pytest.mark.slow, pytest.mark.integration]
 SAMPLES = REPO / "tasks" / "samples"

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfapp.backbone import TextPacker, load_backbone, packaged_backbone_dir
+from tfapp.core.backbone import TextPacker, load_backbone, packaged_backbone_dir
 
 pytestmark = pytest.mark.slow
 

@@ -10,10 +10,10 @@ import sys
 import numpy as np
 import pytest
 
-import tasks
 from conftest import REPO, run_cli
-from tfapp.errors import DataError
-from tfapp.ranking import impression_auc, impression_metrics, impression_mrr, impression_ndcg
+from tfapp.core.errors import DataError
+from tfapp.core.task import get_task
+from tasks.recommend.metrics import impression_auc, impression_metrics, impression_mrr, impression_ndcg
 
 # --- metrics against hand-computed values --------------------------------------------
 
@@ -81,7 +81,7 @@ def planted_task(tmp_path, n_users=120, seed=0):
 
 
 def rec_config(tmp_path, files, **overrides):
-    from tfapp.config import apply_overrides, build_config, read_yaml
+    from tfapp.core.config import apply_overrides, build_config, read_yaml
 
     raw = read_yaml(REPO / "configs" / "recommend.yaml")
     sets = {"backbone.name": "tiny", "train.epochs": 1, "run.root": str(tmp_path / "runs"),
@@ -90,7 +90,7 @@ def rec_config(tmp_path, files, **overrides):
             "data.test_file": str(files["test"]), "recommend.items_file": str(files["items"]),
             **overrides}
     raw = apply_overrides(raw, [f"{k}={json.dumps(v)}" for k, v in sets.items()])
-    return build_config(raw, tasks.get_task("recommend").Config, "test")
+    return build_config(raw, get_task("recommend").Config, "test")
 
 
 def corrupt(path, row, column, value):
@@ -125,7 +125,7 @@ def test_bad_items_and_impressions_are_one_clear_line(tmp_path, case, overrides,
         corrupt(files["train"], 1, "impressions", "N000-2 N001-0")
     elif case == "no_click":
         corrupt(files["train"], 1, "impressions", "N000-0 N001-0")
-    task = tasks.get_task("recommend")(rec_config(tmp_path, files, **overrides))
+    task = get_task("recommend")(rec_config(tmp_path, files, **overrides))
     with pytest.raises(DataError) as e:
         task.load_splits()
     assert message in str(e.value) and "\n" not in str(e.value)
@@ -135,7 +135,7 @@ def test_unknown_items_and_no_click_impressions_are_skipped_and_reported(tmp_pat
     files = planted_task(tmp_path, n_users=10)
     corrupt(files["train"], 2, "history", "N999 N000")
     corrupt(files["train"], 3, "impressions", "N001-0 N002-0")
-    task = tasks.get_task("recommend")(rec_config(tmp_path, files))
+    task = get_task("recommend")(rec_config(tmp_path, files))
     splits = task.load_splits()
     out = capsys.readouterr().out
     assert "skipped 1 unknown item references (first: row 3, field 'history', 'N999')" in out
@@ -152,10 +152,10 @@ def test_unknown_items_and_no_click_impressions_are_skipped_and_reported(tmp_pat
 def test_each_distinct_item_in_a_batch_is_encoded_once(tmp_path):
     import tensorflow as tf
 
-    from tfapp.backbone import TextPacker, load_backbone
+    from tfapp.core.backbone import TextPacker, load_backbone
 
     files = planted_task(tmp_path, n_users=10)
-    task = tasks.get_task("recommend")(rec_config(tmp_path, files))
+    task = get_task("recommend")(rec_config(tmp_path, files))
     splits = task.load_splits()
     loaded = load_backbone("tiny")
     model = task.build_model(loaded)
@@ -243,8 +243,8 @@ print(json.dumps({k: v.numpy().tolist() for k, v in out.items()}))
 def test_export_signatures_agree_with_each_other_and_in_process(listwise_run):
     import tensorflow as tf
 
-    from tasks.recommend import Impressions
-    from tfapp.trainer import restore_run
+    from tasks.recommend.data import Impressions
+    from tfapp.training.restore import restore_run
 
     run_dir, files, _ = listwise_run
     _, task, model, packer = restore_run(run_dir)
@@ -319,9 +319,9 @@ def test_jsonl_impressions_with_list_fields_read_like_tsv(tmp_path):
     jsonl.write_text("".join(json.dumps({**r, "history": r["history"].split(),
                                          "impressions": r["impressions"].split()}) + "\n"
                              for r in rows), encoding="utf-8")
-    task = tasks.get_task("recommend")(rec_config(tmp_path, files))
+    task = get_task("recommend")(rec_config(tmp_path, files))
     from_tsv = task.load_splits()["train"]
-    task = tasks.get_task("recommend")(rec_config(tmp_path, files,
+    task = get_task("recommend")(rec_config(tmp_path, files,
                                                   **{"data.train_file": str(jsonl)}))
     from_jsonl = task.load_splits()["train"]
     assert from_jsonl.history == from_tsv.history

@@ -43,7 +43,7 @@ def test_killed_run_resumes_from_backup(tmp_path):
     steps_per_epoch = int(re.search(r"training: (\d+) steps/epoch", log)[1])
     assert metrics["optimizer_steps"] == 4 * steps_per_epoch
     # The checkpoints written across the kill load and evaluate cleanly.
-    from tfapp.trainer import restore_run
+    from tfapp.training.restore import restore_run
 
     _, task, model, packer = restore_run(run_dir)
     model.load_weights(str(run_dir / "checkpoints" / "best.weights.h5"))

@@ -12,8 +12,9 @@ import pytest
 import tensorflow as tf
 
 from conftest import REPO, run_cli
-from tfapp.serving import CLASSIFY_METHOD, SERVING_TF_TEXT_OPS, saved_model_ops, unsupported_ops
-from tfapp.trainer import restore_run
+from tfapp.core.serving_api import CLASSIFY_METHOD
+from tfapp.serving.server_contract import SERVING_TF_TEXT_OPS, saved_model_ops, unsupported_ops
+from tfapp.training.restore import restore_run
 
 
 def decode(value):
@@ -80,7 +81,7 @@ def test_export_uses_only_ops_the_server_links(tiny_run):
 def test_crash_mid_export_publishes_nothing(tiny_run, tmp_path, monkeypatch):
     run_dir, _ = tiny_run
     _, task, model, packer = restore_run(run_dir)
-    import tfapp.export as export_mod
+    import tfapp.serving.export as export_mod
 
     def crash(path, records):
         (Path(path) / "assets.extra").mkdir()

@@ -5,11 +5,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-import tasks
 from conftest import run_cli, sample_rows, tiny_config, write_csv
-from tfapp import distribute
-from tfapp.backbone import TextPacker, load_backbone
-from tfapp.trainer import build_compiled_model
+from tfapp.core import distribute
+from tfapp.core.backbone import TextPacker, load_backbone
+from tfapp.core.task import get_task
+from tfapp.training.trainer import build_compiled_model
 
 
 def test_one_training_step_lowers_the_loss(tmp_path):
@@ -22,7 +22,7 @@ def test_one_training_step_lowers_the_loss(tmp_path):
     cfg = tiny_config(tmp_path, **{"train.learning_rate": 3e-4, "train.warmup_ratio": 0.0,
                                    "train.precision": "float32"})
     placement = distribute.resolve(cfg.train)
-    task = tasks.get_task("sentiment")(cfg)
+    task = get_task("sentiment")(cfg)
     splits = task.load_splits()
     with placement.strategy.scope():
         loaded = load_backbone("tiny")

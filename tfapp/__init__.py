@@ -1,4 +1,9 @@
-"""tfapp: fine-tune one shared keras-hub BERT backbone for domain tasks and export for TF Serving."""
+"""tfapp: fine-tune one shared keras-hub BERT backbone for domain tasks and export for TF Serving.
+
+Layers, bottom up: core/ (config, data, backbone, distribute, run dirs, the Task contract),
+the workflows training/, serving/, pretraining/ and compression/, the task packages in
+the top-level `tasks` package, and the commands: the modules directly in this package
+(`python -m tfapp.train`, `tfapp.evaluate`, ...)."""
 import os
 
 # keras-hub must run on TensorFlow: the exported graph tokenises with tensorflow-text ops.

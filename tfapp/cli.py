@@ -4,9 +4,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import tasks
-from tfapp.config import Config, apply_overrides, build_config, default_config_path, read_yaml
-from tfapp.errors import ConfigError
+from tfapp.core.config import Config, apply_overrides, build_config, default_config_path, read_yaml
+from tfapp.core.task import get_task
+from tfapp.core.errors import ConfigError
 
 # Flags that are shortcuts for --set overrides.
 SHORTCUTS = {
@@ -38,7 +38,7 @@ def add_config_args(parser: argparse.ArgumentParser) -> None:
 
 def resolve_config(args: argparse.Namespace) -> tuple[Config, type]:
     """Loads the task's YAML (or its defaults), applies --set and shortcut flags."""
-    task_cls = tasks.get_task(args.task)
+    task_cls = get_task(args.task)
     path = Path(args.config) if args.config else default_config_path(args.task)
     raw = read_yaml(path) if path else {}
     raw.setdefault("task", args.task)
@@ -53,12 +53,3 @@ def resolve_config(args: argparse.Namespace) -> tuple[Config, type]:
     raw = apply_overrides(raw, overrides)
     return build_config(raw, task_cls.Config, str(path or "defaults")), task_cls
 
-
-def config_from_run(run_dir: Path) -> tuple[Config, type]:
-    """The resolved config a run saved, typed with its task's schema."""
-    path = Path(run_dir) / "config.yaml"
-    if not path.is_file():
-        raise ConfigError(f"{run_dir}: not a run directory (no config.yaml)")
-    raw = read_yaml(path)
-    task_cls = tasks.get_task(str(raw.get("task")))
-    return build_config(raw, task_cls.Config, str(path)), task_cls

@@ -9,87 +9,9 @@ hard-label loss, then evaluates and exports like any run (its own run directory)
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import tfapp  # noqa: F401
-from tfapp.errors import ConfigError, cli_main
-
-
-def student_layers(teacher_layers: int, n: int) -> list[int]:
-    """Evenly spaced teacher layers to initialise an n-layer student from."""
-    if not 1 <= n <= teacher_layers:
-        raise ConfigError(f"--student-layers must be between 1 and the teacher's "
-                          f"{teacher_layers} layers, got {n}")
-    return [i * teacher_layers // n for i in range(n)]
-
-
-def make_student(teacher, n: int):
-    """A LoadedBackbone with n layers copied from `teacher` (a LoadedBackbone)."""
-    import keras_hub
-
-    from tfapp.backbone import LoadedBackbone, use_exact_gelu
-
-    config = teacher.backbone.get_config()
-    chosen = student_layers(config["num_layers"], n)
-    config["num_layers"] = n
-    student = keras_hub.models.BertBackbone.from_config(config)
-    for layer in student.layers:
-        if not layer.weights:
-            continue
-        name = layer.name
-        if name.startswith("transformer_layer_"):
-            name = f"transformer_layer_{chosen[int(name.rsplit('_', 1)[1])]}"
-        layer.set_weights(teacher.backbone.get_layer(name).get_weights())
-    if teacher.exact_gelu:
-        use_exact_gelu(student)
-    return LoadedBackbone(student, teacher.tokenizer,
-                          f"{n}-layer student (teacher layers {chosen}) of {teacher.source}",
-                          teacher.exact_gelu), chosen
-
-
-def copy_head_weights(student_model, teacher_model) -> int:
-    """Copies every non-backbone layer's weights by name; returns how many were copied."""
-    import keras_hub
-
-    copied = 0
-    for layer in student_model.layers:
-        if isinstance(layer, keras_hub.models.Backbone) or not layer.weights:
-            continue
-        layer.set_weights(teacher_model.get_layer(layer.name).get_weights())
-        copied += 1
-    return copied
-
-
-def make_distiller(teacher_model, temperature: float, alpha: float):
-    import keras
-    import tensorflow as tf
-
-    class Distiller(keras.Model):
-        """Fits `student` on alpha * T^2 * KL(teacher_T || student_T) + (1 - alpha) * the
-        compiled hard-label loss, for every softmax output (logits) of the task model."""
-
-        def __init__(self, student, **kwargs):
-            super().__init__(**kwargs)
-            self.student = student
-            self.teacher = teacher_model
-            self.teacher.trainable = False
-
-        def call(self, x, training=False):
-            return self.student(x, training=training)
-
-        def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None,
-                         training=True):
-            hard = super().compute_loss(x, y, y_pred, sample_weight, training)
-            teacher = self.teacher(x, training=False)
-            soft = 0.0
-            for s, t in zip(tf.nest.flatten(y_pred), tf.nest.flatten(teacher)):
-                p_t = tf.nn.softmax(tf.cast(t, tf.float32) / temperature, axis=-1)
-                log_s = tf.nn.log_softmax(tf.cast(s, tf.float32) / temperature, axis=-1)
-                log_t = tf.nn.log_softmax(tf.cast(t, tf.float32) / temperature, axis=-1)
-                soft += tf.reduce_mean(tf.reduce_sum(p_t * (log_t - log_s), axis=-1))
-            return alpha * temperature ** 2 * soft + (1 - alpha) * hard
-
-    return Distiller
+from tfapp.core.errors import cli_main
 
 
 @cli_main
@@ -105,54 +27,10 @@ def main(argv=None):
     parser.add_argument("--learning-rate", type=float, help="default: the teacher's")
     parser.add_argument("--run-dir", help="student run directory (default: runs/<task>/...)")
     args = parser.parse_args(argv)
-    if args.temperature <= 0 or not 0 <= args.alpha <= 1:
-        raise ConfigError("--temperature must be > 0 and --alpha in [0, 1]")
+    from tfapp.compression.distill import distill
 
-    import keras
-
-    from tfapp.pretrain import save_preset
-    from tfapp.rundir import new_run_dir
-    from tfapp.trainer import restore_run, say, train
-
-    cfg, task, teacher_model, _ = restore_run(args.teacher)
-    if not isinstance(teacher_model, keras.Model) or type(teacher_model).__name__ != \
-            "Functional":
-        raise ConfigError(f"{args.teacher}: distillation supports classification runs with "
-                          f"a functional Keras model (e.g. sentiment, qa intent mode); this "
-                          f"run's model is a {type(teacher_model).__name__}")
-    from tfapp.backbone import load_backbone
-
-    teacher_backbone = load_backbone(cfg.backbone.name, cfg.backbone.exact_gelu,
-                                     cfg.backbone.dropout)
-    # restore_run loaded the teacher's fine-tuned weights into its own backbone object.
-    teacher_backbone.backbone = next(
-        layer for layer in teacher_model.layers if hasattr(layer, "token_embedding"))
-    student, chosen = make_student(teacher_backbone, args.student_layers)
-    run_dir = Path(args.run_dir or new_run_dir(cfg.run.root, cfg.task))
-    # The student's architecture is saved as a backbone directory so the run can be
-    # restored, re-exported and evaluated like any other (weights follow in the run).
-    student_dir = run_dir / "student_backbone"
-    if not student_dir.exists():  # present when an interrupted distillation resumes
-        save_preset(student, student_dir,
-                    {"distilled_from": str(args.teacher), "teacher_layers": chosen})
-    say(f"student: {student.source}, {student.backbone.count_params():,} parameters; "
-        f"temperature {args.temperature}, alpha {args.alpha}")
-    cfg.backbone.name = str(student_dir)
-    cfg.backbone.exact_gelu = "auto"
-    cfg.run.dir = None
-    cfg.export.version = None
-    if args.epochs:
-        cfg.train.epochs = args.epochs
-    if args.learning_rate:
-        cfg.train.learning_rate = args.learning_rate
-    distiller_cls = make_distiller(teacher_model, args.temperature, args.alpha)
-
-    def prepare(model):
-        copied = copy_head_weights(model, teacher_model)
-        say(f"student head initialised from the teacher ({copied} layer(s))")
-        return distiller_cls(model, name="distiller")
-
-    train(cfg, type(task), str(run_dir), prepare=prepare)
+    distill(args.teacher, args.student_layers, args.temperature, args.alpha, args.epochs,
+            args.learning_rate, args.run_dir)
 
 
 if __name__ == "__main__":

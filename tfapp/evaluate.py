@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 import tfapp  # noqa: F401
-from tfapp.errors import cli_main
+from tfapp.core.errors import cli_main
 
 
 @cli_main
@@ -16,8 +16,9 @@ def main(argv=None):
     parser.add_argument("--out", help="output directory (default: RUN/eval/<data file stem>)")
     args = parser.parse_args(argv)
 
-    from tfapp.rundir import write_json
-    from tfapp.trainer import restore_run, say
+    from tfapp.core.rundir import write_json
+    from tfapp.core.log import say
+    from tfapp.training.restore import restore_run
 
     cfg, task, model, packer = restore_run(args.run)
     examples = task.read_file(args.data)  # validated before anything is written

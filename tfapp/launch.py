@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 import tfapp  # noqa: F401
-from tfapp.errors import ConfigError, cli_main
+from tfapp.core.errors import ConfigError, cli_main
 
 
 def free_ports(n: int) -> list[int]:
@@ -70,7 +70,7 @@ def main(argv=None):
         raise ConfigError("tfapp.launch runs --strategy multiworker; drop --strategy")
     run_dir = _value(rest, "--run-dir")
     if run_dir is None:
-        from tfapp.rundir import new_run_dir
+        from tfapp.core.rundir import new_run_dir
 
         task = _value(rest, "--task") or "run"
         run_dir = str(new_run_dir("runs", task))

@@ -8,24 +8,13 @@ import sys
 from pathlib import Path
 
 import tfapp  # noqa: F401
-from tfapp.errors import DataError, TfappError, cli_main
-
-
-def resolve_export(path: Path) -> Path:
-    """A SavedModel directory, or a TF Serving model base whose highest version is used."""
-    if (path / "saved_model.pb").is_file():
-        return path
-    versions = sorted((int(p.name) for p in path.iterdir() if p.name.isdigit()),
-                      reverse=True) if path.is_dir() else []
-    for version in versions:
-        if (path / str(version) / "saved_model.pb").is_file():
-            return path / str(version)
-    raise TfappError(f"{path}: not a SavedModel directory or a base of numbered versions")
+from tfapp.core.errors import DataError, TfappError, cli_main
+from tfapp.core.export_layout import resolve_export
 
 
 def read_texts(path: str, column: str) -> list[str]:
     """Texts from a .txt file (one per line) or a CSV/TSV/JSONL file's `column`."""
-    from tfapp.data import read_rows
+    from tfapp.core.data import read_rows
 
     p = Path(path)
     if p.suffix.lower() == ".txt":

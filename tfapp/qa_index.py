@@ -16,53 +16,7 @@ import json
 from pathlib import Path
 
 import tfapp  # noqa: F401
-from tfapp.errors import ConfigError, DataError, cli_main
-
-RECORD_FILE = Path("assets.extra") / "qa_index.json"
-
-
-def intent_bank(loaded, bank, path):
-    """For an intent export: the new texts in the model's fixed class order."""
-    from tfapp.answer_bank import AnswerBank
-
-    trained = [i.decode() for i in loaded.bank_ids.numpy()]
-    texts = dict(zip(bank.ids, bank.texts))
-    new = [i for i in bank.ids if i not in set(trained)]
-    if new:
-        raise DataError(path, f"answer id '{new[0]}' is not one of the model's intents; an "
-                              f"intent-mode model cannot learn new answers without "
-                              f"retraining (retrieval mode can)")
-    missing = [i for i in trained if i not in texts]
-    if missing:
-        raise DataError(path, f"intent '{missing[0]}' of the model has no row (intent-mode "
-                              f"banks must cover every intent)")
-    return AnswerBank(trained, [texts[i] for i in trained], bank.source)
-
-
-def calibrate(root, path: Path, question_column: str, answer_column: str, fmt: str,
-              target: float) -> dict:
-    """Recomputes the hand-off threshold of `root` on labelled questions against its bank."""
-    import numpy as np
-    import tensorflow as tf
-
-    from tfapp.data import read_rows
-    from tfapp.ranking import calibrate_threshold
-
-    index = {i.decode(): k for k, i in enumerate(root.bank_ids.numpy())}
-    rows = read_rows(path, [question_column, answer_column], fmt)
-    questions, truth = [], []
-    for row, values in rows:
-        answer_id = values[answer_column].strip()
-        if answer_id not in index:
-            raise DataError(path, f"answer id '{answer_id}' is not in the new answers file",
-                            row, answer_column)
-        questions.append(values[question_column])
-        truth.append(index[answer_id])
-    scores = np.concatenate([root.scores(tf.constant(questions[i:i + 64])).numpy()
-                             for i in range(0, len(questions), 64)])
-    correct = scores.argmax(axis=1) == np.array(truth)
-    result = calibrate_threshold(scores.max(axis=1), correct, target)
-    return {**result, "calibrated_on": str(path)}
+from tfapp.core.errors import ConfigError, cli_main
 
 
 @cli_main
@@ -88,38 +42,18 @@ def main(argv=None):
     if args.top_k is not None and args.top_k < 1:
         raise ConfigError("--top-k must be >= 1")
 
-    from tfapp.answer_bank import (AnswerBankModule, embed_texts, example_inputs,
-                                   load_exported, read_answer_bank)
-    from tfapp.export import publish_saved_model
-    from tfapp.predict import resolve_export
-    from tfapp.rundir import dir_size_bytes
-    from tfapp.trainer import say
+    from tasks.qa.answer_bank import example_inputs, read_answer_bank
+    from tasks.qa.index import RECORD_FILE, reindexed_root
+    from tfapp.core.export_layout import resolve_export
+    from tfapp.core.log import say
+    from tfapp.core.rundir import dir_size_bytes
+    from tfapp.serving.export import publish_saved_model
 
     source = resolve_export(Path(args.model))
     bank = read_answer_bank(args.answers, args.id_column, args.text_column, args.format)
-    loaded = load_exported(source)
-    retrieval = hasattr(loaded, "bank_embeddings")
-    if not retrieval:
-        bank = intent_bank(loaded, bank, args.answers)
-    embeddings = embed_texts(loaded.encoder.embed, bank.texts) if retrieval else None
-    top_k = args.top_k or int(loaded.top_k.numpy())
-    target = (args.target_precision if args.target_precision is not None
-              else float(loaded.target_precision.numpy()) if hasattr(loaded, "target_precision")
-              else 0.9)
-    root = AnswerBankModule(loaded.encoder, bank, embeddings, float(loaded.threshold.numpy()),
-                            top_k, float(loaded.temperature.numpy()), target)
-    record = {"source_export": str(source), "answers": bank.source, "bank_size": len(bank),
-              "mode": "retrieval" if retrieval else "intent", "top_k": root._k,
-              "threshold": float(root.threshold.numpy()), "calibration": None}
-    if args.calibration:
-        result = calibrate(root, Path(args.calibration), args.question_column,
-                           args.answer_id_column, args.format, target)
-        root.threshold.assign(result["threshold"])
-        record.update(threshold=result["threshold"], calibration=result)
-        say(f"recalibrated hand-off threshold {result['threshold']:.4f}: precision "
-            f"{result['precision']:.4f} at coverage {result['coverage']:.4f} on "
-            f"{result['examples']} questions" + ("" if result["reached"] else
-                                                 " (target NOT reached: all handed off)"))
+    root, record = reindexed_root(source, bank, args.top_k, args.calibration,
+                                  args.question_column, args.answer_id_column, args.format,
+                                  args.target_precision, say)
     base = Path(args.base) if args.base else source.parent
     out = publish_saved_model(root, root.signatures(), {}, example_inputs(), base,
                               args.version,

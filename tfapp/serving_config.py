@@ -6,47 +6,7 @@ import argparse
 from pathlib import Path
 
 import tfapp  # noqa: F401
-from tfapp.errors import TfappError, cli_main
-
-
-def exported_models(base: Path) -> dict[str, list[int]]:
-    """{model name: versions} for each BASE/<name>/ holding integer version directories."""
-    if not base.is_dir():
-        raise TfappError(f"{base}: export base directory not found")
-    models = {}
-    for child in sorted(base.iterdir()):
-        versions = sorted(int(p.name) for p in child.iterdir()
-                          if p.name.isdigit() and (p / "saved_model.pb").is_file()) \
-            if child.is_dir() else []
-        if versions:
-            models[child.name] = versions
-    if not models:
-        raise TfappError(f"{base}: no exported models (expected BASE/<model>/<version>/)")
-    return models
-
-
-def models_config(models: dict, base_path: str, num_versions: int) -> str:
-    """model_config_list in protobuf text format; serves the newest `num_versions`."""
-    entries = []
-    for name in models:
-        entries.append(
-            "  config {\n"
-            f'    name: "{name}"\n'
-            f'    base_path: "{base_path.rstrip("/")}/{name}"\n'
-            '    model_platform: "tensorflow"\n'
-            f"    model_version_policy {{ latest {{ num_versions: {num_versions} }} }}\n"
-            "  }\n")
-    return "model_config_list {\n" + "".join(entries) + "}\n"
-
-
-def batching_parameters(max_batch_size: int, timeout_micros: int, threads: int,
-                        max_enqueued: int) -> str:
-    """Server-side batching (--enable_batching): merge concurrent requests into one run."""
-    return (f"max_batch_size {{ value: {max_batch_size} }}\n"
-            f"batch_timeout_micros {{ value: {timeout_micros} }}\n"
-            f"num_batch_threads {{ value: {threads} }}\n"
-            f"max_enqueued_batches {{ value: {max_enqueued} }}\n"
-            "pad_variable_length_inputs: true\n")
+from tfapp.core.errors import cli_main
 
 
 @cli_main
@@ -65,8 +25,10 @@ def main(argv=None):
     parser.add_argument("--max-enqueued-batches", type=int, default=100)
     args = parser.parse_args(argv)
 
-    from tfapp.rundir import atomic_write_text
-    from tfapp.trainer import say
+    from tfapp.core.export_layout import exported_models
+    from tfapp.core.log import say
+    from tfapp.core.rundir import atomic_write_text
+    from tfapp.serving.server_config import batching_parameters, models_config
 
     base = Path(args.base)
     models = exported_models(base)

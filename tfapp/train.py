@@ -5,7 +5,7 @@ import argparse
 
 import tfapp  # noqa: F401
 from tfapp.cli import add_config_args, resolve_config
-from tfapp.errors import cli_main
+from tfapp.core.errors import cli_main
 
 
 @cli_main
@@ -16,7 +16,7 @@ def main(argv=None):
                         "an interrupted run resumes when given the same directory")
     args = parser.parse_args(argv)
     cfg, task_cls = resolve_config(args)
-    from tfapp.trainer import train  # heavy imports after the arguments are known good
+    from tfapp.training.trainer import train  # heavy imports after the arguments are known good
 
     train(cfg, task_cls, args.run_dir)
 

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import yaml
 
-from tfapp.errors import ConfigError
+from tfapp.core.errors import ConfigError
 
 
 @dataclasses.dataclass

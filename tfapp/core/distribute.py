@@ -10,7 +10,7 @@ import re
 import keras
 import tensorflow as tf
 
-from tfapp.errors import ConfigError, TfappError
+from tfapp.core.errors import ConfigError, TfappError
 
 
 @dataclasses.dataclass

@@ -8,9 +8,9 @@ import numpy as np
 import tensorflow as tf
 from tensorflow.core.protobuf import saved_model_pb2
 
-from tfapp.errors import TfappError
+from tfapp.core.errors import TfappError
+from tfapp.core.serving_api import CLASSIFY_METHOD
 
-CLASSIFY_METHOD = "tensorflow/serving/classify"
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 
 # The model server links TensorFlow Text statically, and an older release than we train
@@ -98,10 +98,3 @@ def write_warmup(export_dir: Path, records: list) -> Path:
         for record in records:
             writer.write(record.SerializeToString())
     return path
-
-
-def text_examples(texts, feature: str = "text") -> np.ndarray:
-    """Serialized tf.Example protos with one bytes feature, as Classify API clients send."""
-    return np.array([tf.train.Example(features=tf.train.Features(feature={
-        feature: tf.train.Feature(bytes_list=tf.train.BytesList(value=[t.encode("utf-8")]))
-    })).SerializeToString() for t in texts], dtype=object)

@@ -14,7 +14,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import tensorflow as tf
 
-from tfapp.errors import DataError
+from tfapp.core.backbone import model_inputs
+from tfapp.core.errors import DataError
 
 log = logging.getLogger("tfapp")
 
@@ -207,10 +208,8 @@ def text_dataset(
 
     def to_inputs(ids, *rest):
         lengths = tf.reduce_sum(tf.cast(tf.not_equal(ids, packer.pad_id), tf.int32), axis=1)
-        inputs = {"token_ids": ids,
-                  "padding_mask": tf.sequence_mask(lengths, tf.shape(ids)[1], tf.int32),
-                  "segment_ids": tf.zeros_like(ids)}
-        return (inputs, *rest)
+        mask = tf.sequence_mask(lengths, tf.shape(ids)[1], tf.int32)
+        return (model_inputs(ids, mask), *rest)
 
     return ds.map(to_inputs, num_parallel_calls=tf.data.AUTOTUNE).prefetch(tf.data.AUTOTUNE)
 

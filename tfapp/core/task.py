@@ -1,18 +1,26 @@
-"""The task contract: everything the framework (trainer, exporter, CLIs) may ask of a task."""
+"""The task contract (everything the trainer, exporter and commands may ask of a task) and
+the registry that finds task packages by name."""
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any, ClassVar, Optional
 
+import importlib
+import pkgutil
+
 import keras
 import tensorflow as tf
 
-from tfapp.backbone import LoadedBackbone, TextPacker
-from tfapp import config as tfconfig
+from tfapp.core.backbone import LoadedBackbone, TextPacker
+from tfapp.core import config as tfconfig
+from tfapp.core.data import seeded_split
+from tfapp.core.errors import ConfigError, DataError
+
+SPLITS = ("train", "validation", "test")
 
 
 class Task:
-    """One domain task on the shared backbone. Subclasses register with @tasks.register."""
+    """One domain task on the shared backbone. Subclasses register with @register."""
 
     name: ClassVar[str]
     Config: ClassVar[type]  # the dataclass of this task's config section
@@ -30,6 +38,32 @@ class Task:
         """Reads and validates train/validation/test; may resolve label vocabularies into
         self.params so the saved config can rebuild the model."""
         raise NotImplementedError
+
+    def complete_splits(self, examples: dict, files: dict, stratify, empty,
+                        why_validation: str = "") -> dict:
+        """Carves each split that has no file of its own out of the training examples
+        (seeded, stratified by `stratify(train examples)`, fractions from data.split), fills
+        absent splits with `empty()`, and refuses an empty training or validation split.
+        Examples need `subset(indices, source)`, `source` and `len`."""
+        fractions = [0.0 if (s != "train" and files.get(s)) else f
+                     for s, f in zip(SPLITS, self.config.data.split)]
+        if sum(fractions[1:]) > 0:
+            total = sum(fractions)
+            full = examples["train"]
+            parts = seeded_split(stratify(full), [f / total for f in fractions],
+                                 self.config.seed)
+            for split, idx in zip(SPLITS, parts):
+                if split == "train" or not files.get(split):
+                    examples[split] = full.subset(idx, f"{full.source} ({split} split)")
+        for split in SPLITS:
+            examples.setdefault(split, empty())
+        if len(examples["train"]) == 0:
+            raise DataError(files["train"], "no training rows left after the split")
+        if len(examples["validation"]) == 0:
+            raise ConfigError("no validation data: set data.validation_file or give the "
+                              "validation split a non-zero fraction in data.split"
+                              + why_validation)
+        return examples
 
     def read_file(self, path: str) -> Any:
         """Reads and validates one labelled file (for evaluation) with the run's labels."""
@@ -104,7 +138,7 @@ class Task:
 
     def signature_methods(self) -> dict:
         """{signature name: SignatureDef method name} for signatures that are not Predict,
-        e.g. {"classify": tfapp.serving.CLASSIFY_METHOD} for TF Serving's Classify API."""
+        e.g. {"classify": tfapp.core.serving_api.CLASSIFY_METHOD} for TF Serving's Classify API."""
         return {}
 
     def example_inputs(self) -> dict:
@@ -114,3 +148,38 @@ class Task:
     def model_card_lines(self, splits) -> list[str]:
         """Task-specific lines for the model card (labels, data sizes)."""
         return []
+
+
+# Task packages live in this top-level package, one subpackage per task; each registers
+# its Task class when imported. Looked up by name (plugin discovery), so the framework
+# never imports a task module itself.
+TASK_PACKAGE = "tasks"
+_REGISTRY: dict[str, type] = {}
+
+
+def register(cls):
+    """Class decorator: makes a Task available to the commands under `cls.name`."""
+    _REGISTRY[cls.name] = cls
+    return cls
+
+
+def _discover() -> None:
+    package = importlib.import_module(TASK_PACKAGE)
+    for info in pkgutil.iter_modules(package.__path__):
+        if info.ispkg and not info.name.startswith("_"):
+            importlib.import_module(f"{TASK_PACKAGE}.{info.name}")
+
+
+def available() -> list[str]:
+    """Names of every registered task."""
+    _discover()
+    return sorted(_REGISTRY)
+
+
+def get_task(name: str) -> type:
+    """The Task class registered as `name`; unknown names are a one-line ConfigError."""
+    if name not in _REGISTRY:
+        _discover()
+    if name not in _REGISTRY:
+        raise ConfigError(f"unknown task '{name}' (available: {', '.join(sorted(_REGISTRY))})")
+    return _REGISTRY[name]

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tfapp.data import read_rows
-from tfapp.errors import DataError
+from tfapp.core.data import read_rows
+from tfapp.core.errors import DataError
 
 TEXT_SPEC = tf.TensorSpec([None], tf.string)
 

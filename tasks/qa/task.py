@@ -13,7 +13,6 @@ hand-off threshold on validation data to reach a target precision.
 """
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Optional
 
@@ -21,158 +20,23 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import tasks
-from tasks.base import Task
-from tfapp.answer_bank import (TEXT_SPEC, AnswerBank, AnswerBankModule, embed_texts,
-                               example_inputs, read_answer_bank)
-from tfapp.backbone import backbone_inputs, pooled_output
-from tfapp.callbacks import EpochMetrics
-from tfapp.data import read_rows, seeded_split, text_dataset, texts_only_dataset
-from tfapp.errors import ConfigError, DataError
-from tfapp.ranking import (DEFAULT_KS, calibrate_threshold, format_ranking, format_tradeoff,
-                           precision_coverage, ranking_metrics, tradeoff_table)
+from tasks.qa.answer_bank import (AnswerBank, AnswerBankModule, embed_texts, example_inputs,
+                                  read_answer_bank)
+from tasks.qa.data import Examples, QAConfig
+from tasks.qa.model import BankProjector, DualEncoder, KerasTextEncoder
+from tasks.qa.ranking import (calibrate_threshold, format_ranking, format_tradeoff,
+                              precision_coverage, ranking_metrics, tradeoff_table)
+from tfapp.core.backbone import backbone_inputs, pooled_output
+from tfapp.core.data import read_rows, text_dataset, texts_only_dataset
+from tfapp.core.errors import ConfigError, DataError
+from tfapp.core.task import SPLITS, Task, register
+from tfapp.core.task_callbacks import EpochMetrics
 
-SPLITS = ("train", "validation", "test")
-SAMPLES = Path(__file__).parent / "samples"
+SAMPLES = Path(__file__).parents[1] / "samples"
 NEGATIVE_SEPARATOR = "|"
 
 
-@dataclasses.dataclass
-class QAConfig:
-    mode: str = "retrieval"  # retrieval (dual encoder over the bank) | intent (classifier)
-    question_column: str = "question"
-    # The answer id (retrieval) or intent / answer-template id (intent) of each question.
-    answer_id_column: str = "answer_id"
-    # The FAQ bank: one row per answer. Required in retrieval mode; in intent mode it
-    # supplies the answer text returned for each intent. None with the built-in sample:
-    # tasks/samples/qa_answers.csv.
-    answers_file: Optional[str] = None
-    answers_id_column: str = "answer_id"
-    answers_text_column: str = "answer"
-    # Optional column of answer ids that look right but are wrong for the question,
-    # separated by '|'; one is sampled per question and epoch as an extra negative.
-    hard_negatives_column: Optional[str] = None
-    # Intent mode: the class list. None: the answers file's ids, else the training labels.
-    intents: Optional[list[str]] = None
-    embedding_dim: int = 256  # retrieval projection size
-    temperature: float = 0.05  # softmax temperature over cosine similarities
-    head_dropout: float = 0.1
-    top_k: int = 5  # answers returned by the export
-    # The hand-off threshold is the lowest score at which validation answers reach this
-    # precision; below it the export sets handoff=true.
-    target_precision: float = 0.9
-    recall_ks: list[int] = dataclasses.field(default_factory=lambda: list(DEFAULT_KS))
-
-
-@dataclasses.dataclass
-class Examples:
-    questions: list[str]
-    answers: np.ndarray  # int index into the bank (retrieval) or the intent list
-    negatives: list[list[int]]  # hard-negative bank indices per question (may be empty)
-    source: str
-
-    def subset(self, idx: np.ndarray, source: str) -> "Examples":
-        return Examples([self.questions[i] for i in idx], self.answers[idx],
-                        [self.negatives[i] for i in idx], source)
-
-    def __len__(self) -> int:
-        return len(self.questions)
-
-
-class DualEncoder(keras.Model):
-    """Training model for retrieval: the shared encoder embeds the questions and the
-    batch's distinct answers (plus hard negatives), and returns logits whose column 0 is
-    each question's own answer; the other columns are the remaining candidates, with its
-    own answer masked out so a repeated answer is never its own negative."""
-
-    def __init__(self, encoder: keras.Model, temperature: float, pad_id: int, **kwargs):
-        super().__init__(**kwargs)
-        self.encoder = encoder
-        self.temperature = temperature
-        self.pad_id = pad_id
-
-    def _inputs(self, token_ids):
-        mask = tf.cast(tf.not_equal(token_ids, self.pad_id), tf.int32)
-        return {"token_ids": token_ids, "padding_mask": mask,
-                "segment_ids": tf.zeros_like(token_ids)}
-
-    def call(self, inputs, training=False):
-        questions = self.encoder(self._inputs(inputs["question"]), training=training)
-        q = tf.cast(questions["embedding"], tf.float32)
-        answer_ids, negative_ids = inputs["answer"], inputs["negative"]
-        width = tf.maximum(tf.shape(answer_ids)[1], tf.shape(negative_ids)[1])
-        pad = lambda t: tf.pad(t, [[0, 0], [0, width - tf.shape(t)[1]]],  # noqa: E731
-                               constant_values=self.pad_id)
-        tokens = tf.concat([pad(answer_ids), pad(negative_ids)], axis=0)
-        index = tf.concat([inputs["answer_index"], inputs["negative_index"]], axis=0)
-        valid = index >= 0
-        tokens, index = tf.boolean_mask(tokens, valid), tf.boolean_mask(index, valid)
-        # Each distinct answer is encoded once, however many questions in the batch share it.
-        unique, position = tf.unique(index)
-        first = tf.math.unsorted_segment_min(tf.range(tf.size(index)), position,
-                                             tf.size(unique))
-        candidates = tf.gather(tokens, first)
-        longest = tf.reduce_max(tf.reduce_sum(
-            tf.cast(tf.not_equal(candidates, self.pad_id), tf.int32), axis=1))
-        answers = self.encoder(self._inputs(candidates[:, :longest]), training=training)
-        a = tf.cast(answers["embedding"], tf.float32)
-        logits = tf.matmul(q, a, transpose_b=True) / self.temperature
-        own = position[: tf.shape(q)[0]]  # answers come first and are all valid
-        positive = tf.gather(logits, own, batch_dims=1)[:, tf.newaxis]
-        others = tf.where(tf.one_hot(own, tf.size(unique)) > 0, -1e9, logits)
-        return tf.concat([positive, others], axis=1)
-
-
-class KerasTextEncoder(tf.Module):
-    """What the export keeps of a trained model: raw text -> embedding (and intent
-    probabilities), with the tokenizer inside the graph."""
-
-    def __init__(self, model: keras.Model, packer, with_classes: bool):
-        super().__init__(name="encoder")
-        self.model = model
-        self.tokenizer = packer.tokenizer
-        self._packer = packer
-        self.embed = tf.function(self._embed, input_signature=[TEXT_SPEC])
-        if with_classes:
-            self.class_scores = tf.function(self._class_scores, input_signature=[TEXT_SPEC])
-
-    def _embed(self, text):
-        return tf.cast(self.model(self._packer(text), training=False)["embedding"], tf.float32)
-
-    def _class_scores(self, text):
-        logits = self.model(self._packer(text), training=False)["intent"]
-        return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
-
-
-class BankProjector(keras.callbacks.Callback):
-    """At the end of training, writes the answer bank's embeddings with their ids and texts
-    for TensorBoard's embedding projector (logs/projector)."""
-
-    def __init__(self, task: "QATask", log_dir: Path, packer):
-        super().__init__()
-        self.task, self.log_dir, self.packer = task, Path(log_dir), packer
-
-    def on_train_end(self, logs=None):
-        from tensorboard.plugins import projector
-
-        bank = self.task.bank
-        embeddings = self.task.embed(self.model, bank.texts, self.packer)
-        self.log_dir.mkdir(parents=True, exist_ok=True)
-        clean = lambda s: s.replace("\t", " ").replace("\n", " ")  # noqa: E731
-        (self.log_dir / "metadata.tsv").write_text(
-            "id\tanswer\n" + "".join(f"{clean(i)}\t{clean(t)}\n"
-                                     for i, t in zip(bank.ids, bank.texts)),
-            encoding="utf-8")
-        variable = tf.Variable(embeddings, name="answer_bank")
-        tf.train.Checkpoint(embedding=variable).save(str(self.log_dir / "embedding.ckpt"))
-        config = projector.ProjectorConfig()
-        view = config.embeddings.add()
-        view.tensor_name = "embedding/.ATTRIBUTES/VARIABLE_VALUE"
-        view.metadata_path = "metadata.tsv"
-        projector.visualize_embeddings(str(self.log_dir), config)
-
-
-@tasks.register
+@register
 class QATask(Task):
     name = "qa"
     Config = QAConfig
@@ -288,24 +152,10 @@ class QATask(Task):
                for s, path in files.items() if path}
         index, known = self._resolve_bank(raw["train"])
         examples = {s: self._examples(files[s], rows, index, known) for s, rows in raw.items()}
-        fractions = [0.0 if (s != "train" and files[s]) else f
-                     for s, f in zip(SPLITS, self.config.data.split)]
-        if sum(fractions[1:]) > 0:
-            total = sum(fractions)
-            full = examples["train"]
-            parts = seeded_split(full.answers, [f / total for f in fractions], self.config.seed)
-            for split, idx in zip(SPLITS, parts):
-                if split == "train" or not files[split]:
-                    examples[split] = full.subset(idx, f"{full.source} ({split} split)")
-        for split in SPLITS:
-            examples.setdefault(split, Examples([], np.zeros(0, np.int32), [], "none"))
-        if len(examples["train"]) == 0:
-            raise DataError(files["train"], "no training rows left after the split")
-        if len(examples["validation"]) == 0:
-            raise ConfigError("no validation data: set data.validation_file or give the "
-                              "validation split a non-zero fraction in data.split (the "
-                              "hand-off threshold is calibrated on it)")
-        return examples
+        return self.complete_splits(
+            examples, files, stratify=lambda ex: ex.answers,
+            empty=lambda: Examples([], np.zeros(0, np.int32), [], "none"),
+            why_validation=" (the hand-off threshold is calibrated on it)")
 
     def _ensure_bank(self) -> None:
         if self.bank is None:  # a restored run: rebuild the bank from its saved config

@@ -11,16 +11,14 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-import tasks
-from tasks.base import Task
-from tfapp.backbone import backbone_inputs, pooled_output
-from tfapp.callbacks import ClassificationReport
-from tfapp.data import read_rows, seeded_split, text_dataset, texts_only_dataset
-from tfapp.errors import ConfigError, DataError
-from tfapp.metrics import classification_report, format_report
-from tfapp.serving import CLASSIFY_METHOD, text_examples
+from tfapp.core.task import SPLITS, Task, register
+from tfapp.core.backbone import backbone_inputs, pooled_output
+from tfapp.core.task_callbacks import ClassificationReport
+from tfapp.core.data import read_rows, text_dataset, texts_only_dataset
+from tfapp.core.errors import ConfigError, DataError
+from tfapp.core.metrics import classification_report, format_report
+from tfapp.core.serving_api import CLASSIFY_METHOD, text_examples
 
-SPLITS = ("train", "validation", "test")
 
 
 @dataclasses.dataclass
@@ -55,14 +53,14 @@ class Examples:
         return len(self.texts)
 
 
-@tasks.register
+@register
 class SentimentTask(Task):
     name = "sentiment"
     Config = SentimentConfig
 
     # --- data -------------------------------------------------------------------------
     def sample_file(self) -> Path:
-        return Path(__file__).parent / "samples" / "sentiment.csv"
+        return Path(__file__).parents[1] / "samples" / "sentiment.csv"
 
     def _heads(self) -> list[str]:
         return ["sentiment"] + (["topic"] if self.params.topic_column else [])
@@ -112,25 +110,9 @@ class SentimentTask(Task):
             p.topic_labels = sorted({v[p.topic_column].strip() for _, v in raw["train"]})
         self._check_class_weights()
         examples = {split: self._examples(files[split], rows) for split, rows in raw.items()}
-        # Splits without their own file are carved from the training file, seeded and
-        # stratified by label.
-        fractions = [0.0 if (s != "train" and files[s]) else f for s, f in zip(SPLITS, d.split)]
-        if sum(fractions[1:]) > 0:
-            total = sum(fractions)
-            parts = seeded_split(examples["train"].labels, [f / total for f in fractions],
-                                 self.config.seed)
-            full = examples["train"]
-            for split, idx in zip(SPLITS, parts):
-                if split == "train" or not files[split]:
-                    examples[split] = full.subset(idx, f"{full.source} ({split} split)")
-        for split in SPLITS:
-            examples.setdefault(split, Examples([], np.zeros(0, np.int32), None, "none"))
-        if len(examples["train"]) == 0:
-            raise DataError(train_path, "no training rows left after the split")
-        if len(examples["validation"]) == 0:
-            raise ConfigError("no validation data: set data.validation_file or give the "
-                              "validation split a non-zero fraction in data.split")
-        return examples
+        return self.complete_splits(
+            examples, files, stratify=lambda ex: ex.labels,
+            empty=lambda: Examples([], np.zeros(0, np.int32), None, "none"))
 
     def read_file(self, path: str) -> Examples:
         return self._examples(path, self._raw(path))

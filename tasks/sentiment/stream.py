@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from tfapp.errors import DataError
+from tfapp.core.errors import DataError
 
 
 @dataclasses.dataclass

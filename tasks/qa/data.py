@@ -1,0 +1,51 @@
+"""The QA task's config and examples (questions with their answer index and optional
+hard negatives)."""
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import numpy as np
+
+from tasks.qa.ranking import DEFAULT_KS
+
+@dataclasses.dataclass
+class QAConfig:
+    mode: str = "retrieval"  # retrieval (dual encoder over the bank) | intent (classifier)
+    question_column: str = "question"
+    # The answer id (retrieval) or intent / answer-template id (intent) of each question.
+    answer_id_column: str = "answer_id"
+    # The FAQ bank: one row per answer. Required in retrieval mode; in intent mode it
+    # supplies the answer text returned for each intent. None with the built-in sample:
+    # tasks/samples/qa_answers.csv.
+    answers_file: Optional[str] = None
+    answers_id_column: str = "answer_id"
+    answers_text_column: str = "answer"
+    # Optional column of answer ids that look right but are wrong for the question,
+    # separated by '|'; one is sampled per question and epoch as an extra negative.
+    hard_negatives_column: Optional[str] = None
+    # Intent mode: the class list. None: the answers file's ids, else the training labels.
+    intents: Optional[list[str]] = None
+    embedding_dim: int = 256  # retrieval projection size
+    temperature: float = 0.05  # softmax temperature over cosine similarities
+    head_dropout: float = 0.1
+    top_k: int = 5  # answers returned by the export
+    # The hand-off threshold is the lowest score at which validation answers reach this
+    # precision; below it the export sets handoff=true.
+    target_precision: float = 0.9
+    recall_ks: list[int] = dataclasses.field(default_factory=lambda: list(DEFAULT_KS))
+
+
+@dataclasses.dataclass
+class Examples:
+    questions: list[str]
+    answers: np.ndarray  # int index into the bank (retrieval) or the intent list
+    negatives: list[list[int]]  # hard-negative bank indices per question (may be empty)
+    source: str
+
+    def subset(self, idx: np.ndarray, source: str) -> "Examples":
+        return Examples([self.questions[i] for i in idx], self.answers[idx],
+                        [self.negatives[i] for i in idx], source)
+
+    def __len__(self) -> int:
+        return len(self.questions)

@@ -1,0 +1,166 @@
+"""The recommend task's inputs: its config, the items file (id + text columns) and
+MIND-shaped impressions (history of clicked ids, candidates ITEM-1 / ITEM-0)."""
+from __future__ import annotations
+
+import dataclasses
+import re
+from typing import Optional
+
+import numpy as np
+
+from tfapp.core.data import read_rows
+from tfapp.core.errors import DataError
+
+CANDIDATE = re.compile(r"^(\S+)-([01])$")
+BAD_ID_CHARS = re.compile(r"[,;|]")
+
+
+@dataclasses.dataclass
+class RecommendConfig:
+    # Items: None with the built-in sample (tasks/samples/recommend_items.tsv).
+    items_file: Optional[str] = None
+    item_id_column: str = "item_id"
+    # Joined with ". " (empty values skipped) into the text the model reads. Serving
+    # clients send item text composed the same way.
+    item_text_columns: list[str] = dataclasses.field(
+        default_factory=lambda: ["title", "category", "body"])
+    item_max_length: int = 48  # word pieces per item text
+    # Impressions (data.train_file etc.): MIND shape.
+    impression_id_column: str = "impression_id"
+    user_column: str = "user_id"
+    history_column: str = "history"  # space-separated clicked item ids, oldest first
+    candidates_column: str = "impressions"  # space-separated ITEM-1 / ITEM-0
+    side_feature_columns: list[str] = dataclasses.field(default_factory=list)  # numeric
+    unknown_items: str = "skip"  # skip (drop the reference, count, report) | fail
+    no_click_impressions: str = "skip"  # skip (count, report) | fail
+    max_history: int = 20
+    loss: str = "listwise"  # listwise (1 clicked vs K non-clicked, softmax) | pointwise (BCE)
+    negatives: int = 4  # K
+    scorer: str = "dot"  # dot | mlp
+    mlp_units: int = 128
+    embedding_dim: int = 256
+    attention_units: int = 128
+    head_dropout: float = 0.1
+    ndcg_ks: list[int] = dataclasses.field(default_factory=lambda: [5, 10])
+
+
+@dataclasses.dataclass
+class Impressions:
+    ids: list[str]
+    history: list[list[int]]  # item indices, the last max_history clicks
+    candidates: list[list[int]]
+    clicks: list[list[int]]
+    side: np.ndarray  # [n, features] float32
+    source: str
+
+    def subset(self, idx, source: str) -> "Impressions":
+        pick = lambda xs: [xs[i] for i in idx]  # noqa: E731
+        return Impressions(pick(self.ids), pick(self.history), pick(self.candidates),
+                           pick(self.clicks), self.side[idx], source)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+def item_text(values: dict, columns: list[str]) -> str:
+    """The text the model reads for an item: the columns' non-empty values joined by '. '."""
+    parts = [values[c].strip().rstrip(".") for c in columns if values[c].strip()]
+    return ". ".join(parts)
+
+
+def read_items(p: RecommendConfig, fmt: str) -> tuple[list[str], list[str]]:
+    """(item ids, item texts) from the items file, validated row by row."""
+    rows = read_rows(p.items_file, [p.item_id_column, *p.item_text_columns],
+                     fmt)
+    first: dict[str, int] = {}
+    item_ids, item_texts = [], []
+    for row, values in rows:
+        item_id = values[p.item_id_column].strip()
+        if not item_id:
+            raise DataError(p.items_file, "empty item id", row, p.item_id_column)
+        if item_id in first:
+            raise DataError(p.items_file, f"duplicate item id '{item_id}' (first at row "
+                                          f"{first[item_id]})", row, p.item_id_column)
+        text = item_text(values, p.item_text_columns)
+        if not text:
+            raise DataError(p.items_file, f"item '{item_id}' has no text",
+                            row, p.item_text_columns[0])
+        first[item_id] = row
+        item_ids.append(item_id)
+        item_texts.append(text)
+    return item_ids, item_texts
+
+
+def _reference(p: RecommendConfig, path, row, field, item_id, index, counts) -> Optional[int]:
+    if BAD_ID_CHARS.search(item_id):
+        raise DataError(path, f"malformed item reference '{item_id}' (ids are separated "
+                              f"by spaces)", row, field)
+    if item_id in index:
+        return index[item_id]
+    if p.unknown_items == "fail":
+        raise DataError(path, f"unknown item id '{item_id}' (not in "
+                              f"{p.items_file})", row, field)
+    counts.setdefault("unknown item references", []).append((row, field, item_id))
+    return None
+
+
+def read_impressions(path, p: RecommendConfig, fmt: str, item_ids: list[str],
+                     say) -> tuple[Impressions, dict[str, int]]:
+    """Validated impressions and {what was skipped: how many}; references to unknown items
+    and impressions without a click are skipped or fail as the config says."""
+    columns = [p.impression_id_column, p.user_column, p.history_column,
+               p.candidates_column, *p.side_feature_columns]
+    rows = read_rows(path, columns, fmt)
+    index = {item_id: i for i, item_id in enumerate(item_ids)}
+    skipped: dict[str, list] = {}
+    out = Impressions([], [], [], [], np.zeros([0, len(p.side_feature_columns)],
+                                               np.float32), str(path))
+    side_rows = []
+    for row, values in rows:
+        history = []
+        for item_id in values[p.history_column].split():
+            k = _reference(p, path, row, p.history_column, item_id, index, skipped)
+            if k is not None:
+                history.append(k)
+        candidates, clicks = [], []
+        for token in values[p.candidates_column].split():
+            match = CANDIDATE.match(token)
+            if not match:
+                raise DataError(path, f"malformed candidate '{token}' (expected ITEM-1 "
+                                      f"or ITEM-0)", row, p.candidates_column)
+            k = _reference(p, path, row, p.candidates_column, match[1], index, skipped)
+            if k is not None:
+                candidates.append(k)
+                clicks.append(int(match[2]))
+        side = []
+        for column in p.side_feature_columns:
+            try:
+                side.append(float(values[column]))
+            except ValueError:
+                raise DataError(path, f"not a number: '{values[column]}'", row,
+                                column) from None
+        if not candidates:
+            skipped.setdefault("impressions without candidates", []).append(
+                (row, p.candidates_column, ""))
+            continue
+        if not any(clicks):
+            if p.no_click_impressions == "fail":
+                raise DataError(path, "no clicked candidate (expected at least one "
+                                      "ITEM-1)", row, p.candidates_column)
+            skipped.setdefault("impressions without a click", []).append(
+                (row, p.candidates_column, ""))
+            continue
+        out.ids.append(values[p.impression_id_column])
+        out.history.append(history[-p.max_history:])
+        out.candidates.append(candidates)
+        out.clicks.append(clicks)
+        side_rows.append(side)
+    if side_rows:
+        out.side = np.array(side_rows, np.float32).reshape(len(side_rows), -1)
+    for what, where in skipped.items():
+        row, field, value = where[0]
+        say(f"{path}: skipped {len(where)} {what} (first: row {row}, field '{field}'"
+            + (f", '{value}')" if value else ")"))
+    if not out.ids:
+        raise DataError(path, "no usable impressions (each needs a clicked candidate)")
+    return out, {what: len(where) for what, where in skipped.items()}

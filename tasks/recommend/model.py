@@ -1,0 +1,129 @@
+"""The recommend task's Keras model: item tower on the shared backbone, attention-pooled
+user vector, dot or MLP scorer."""
+from __future__ import annotations
+
+import keras
+import tensorflow as tf
+
+from tasks.recommend.data import RecommendConfig
+from tfapp.core.backbone import model_inputs
+
+
+class AttentionPooling(keras.layers.Layer):
+    """Additive attention over a masked sequence of vectors: softmax(v . tanh(W h)).
+    Rows with nothing to attend to get the learned `empty` vector (cold users)."""
+
+    def __init__(self, units: int, **kwargs):
+        super().__init__(**kwargs)
+        self.units = units
+
+    def build(self, input_shape):
+        dim = input_shape[-1]
+        self.proj = keras.layers.Dense(self.units, activation="tanh", name="attention_proj",
+                                       dtype="float32")
+        self.proj.build(input_shape)
+        self.query = keras.layers.Dense(1, use_bias=False, name="attention_query",
+                                        dtype="float32")
+        self.query.build((*input_shape[:-1], self.units))
+        self.empty = self.add_weight(name="cold_user", shape=(dim,), initializer="zeros")
+
+    def call(self, vectors, mask):
+        mask = tf.cast(mask, tf.bool)
+        logits = tf.squeeze(self.query(self.proj(vectors)), -1)
+        logits = tf.where(mask, logits, tf.constant(-1e9, logits.dtype))
+        weights = tf.nn.softmax(logits, axis=-1) * tf.cast(mask, logits.dtype)
+        pooled = tf.einsum("bh,bhd->bd", weights, vectors)
+        has_history = tf.reduce_any(mask, axis=-1, keepdims=True)
+        return tf.where(has_history, pooled, tf.cast(self.empty, pooled.dtype)[tf.newaxis])
+
+
+class Scorer(keras.layers.Layer):
+    """user . item, or an MLP over [user, item, user * item, side features]."""
+
+    def __init__(self, kind: str, units: int, n_side: int, **kwargs):
+        super().__init__(**kwargs)
+        self.kind, self.units, self.n_side = kind, units, n_side
+        if kind == "mlp":
+            self.hidden = keras.layers.Dense(units, activation="relu", name="mlp_hidden",
+                                             dtype="float32")
+            self.out = keras.layers.Dense(1, name="mlp_out", dtype="float32")
+        elif n_side:
+            self.side = keras.layers.Dense(1, use_bias=False, name="side_weights",
+                                           dtype="float32")
+
+    def call(self, user, items, side):
+        """user [B, D], items [B, C, D], side [B, F] -> scores [B, C]."""
+        if self.kind == "mlp":
+            count = tf.shape(items)[1]
+            u = tf.repeat(user[:, tf.newaxis], count, axis=1)
+            s = tf.repeat(side[:, tf.newaxis], count, axis=1)
+            x = tf.concat([u, items, u * items, s], axis=-1)
+            return tf.squeeze(self.out(self.hidden(x)), -1)
+        scores = tf.einsum("bd,bcd->bc", user, items)
+        if self.n_side:  # a per-impression offset: matters for pointwise calibration
+            scores += self.side(side)
+        return scores
+
+
+class RecommendModel(keras.Model):
+    """Training/evaluation model over item token ids; see the module docstring."""
+
+    ROWS_MULTIPLE = 32
+    LENGTH_MULTIPLE = 8
+
+    def __init__(self, item_encoder: keras.Model, cfg: RecommendConfig, pad_id: int,
+                 **kwargs):
+        super().__init__(**kwargs)
+        self.item_encoder = item_encoder
+        # float32 on top of a mixed-precision encoder: attention softmax and scores.
+        self.user_pooling = AttentionPooling(cfg.attention_units, name="user_attention",
+                                             dtype="float32")
+        self.scorer = Scorer(cfg.scorer, cfg.mlp_units, len(cfg.side_feature_columns),
+                             name="scorer", dtype="float32")
+        self.pad_id = pad_id
+
+    def encode_tokens(self, token_ids, training=False):
+        mask = tf.cast(tf.not_equal(token_ids, self.pad_id), tf.int32)
+        out = self.item_encoder(model_inputs(token_ids, mask), training=training)
+        return tf.cast(out, tf.float32)
+
+    def score_vectors(self, history, history_mask, candidates, side):
+        user = self.user_pooling(history, history_mask)
+        return self.scorer(user, candidates, side)
+
+    def call(self, inputs, training=False):
+        h_ids, c_ids = inputs["history_index"], inputs["candidate_index"]
+        h_tok, c_tok = inputs["history_tokens"], inputs["candidate_tokens"]
+        batch, n_hist, n_cand = tf.shape(h_ids)[0], tf.shape(h_ids)[1], tf.shape(c_ids)[1]
+        width = tf.maximum(tf.shape(h_tok)[2], tf.shape(c_tok)[2])
+        flat = lambda t: tf.reshape(  # noqa: E731
+            tf.pad(t, [[0, 0], [0, 0], [0, width - tf.shape(t)[2]]],
+                   constant_values=self.pad_id), [-1, width])
+        tokens = tf.concat([flat(h_tok), flat(c_tok)], axis=0)
+        index = tf.concat([tf.reshape(h_ids, [-1]), tf.reshape(c_ids, [-1])], axis=0)
+        valid = index >= 0
+        # Every distinct item in the batch is encoded once, for histories and candidates.
+        unique, position = tf.unique(tf.boolean_mask(index, valid))
+        valid_tokens = tf.boolean_mask(tokens, valid)
+        first = tf.math.unsorted_segment_min(tf.range(tf.size(position)), position,
+                                             tf.size(unique))
+        # Round the encoder's batch up (repeating an item; the copies are never read) and
+        # its length up (padding), so steps reuse a few shapes: on CPU every new shape
+        # costs new oneDNN kernels.
+        count = tf.size(first)
+        rows = -(-count // self.ROWS_MULTIPLE) * self.ROWS_MULTIPLE
+        first = tf.concat([first, tf.fill([rows - count], first[0])], axis=0)
+        item_tokens = tf.gather(valid_tokens, first)
+        longest = tf.reduce_max(tf.reduce_sum(
+            tf.cast(tf.not_equal(item_tokens, self.pad_id), tf.int32), axis=1))
+        length = -(-longest // self.LENGTH_MULTIPLE) * self.LENGTH_MULTIPLE
+        item_tokens = tf.pad(item_tokens, [[0, 0], [0, tf.maximum(length - width, 0)]],
+                             constant_values=self.pad_id)[:, :length]
+        vectors = self.encode_tokens(item_tokens, training=training)[:count]
+        slot = tf.scatter_nd(tf.where(valid), position, tf.shape(index, tf.int64))
+        per_slot = tf.gather(vectors, slot)  # invalid slots read item 0; masked below
+        dim = tf.shape(vectors)[1]
+        split = batch * n_hist
+        history = tf.reshape(per_slot[:split], [batch, n_hist, dim])
+        candidates = tf.reshape(per_slot[split:], [batch, n_cand, dim])
+        return self.score_vectors(history, h_ids >= 0, candidates, inputs["side"])

@@ -1,0 +1,306 @@
+"""Recommendation text scoring: how well does each candidate item's text match what this
+user clicked before? A text-aware score for an existing ranker to combine with its own
+features.
+
+Item text (the configured item columns joined with ". ") is encoded by the shared backbone
+into an item vector; a user vector is attention-pooled from the vectors of the user's last
+`max_history` clicked items (a learned vector for users with no history); the score is
+user . item, or a small MLP over [user, item, user * item, side features]. Training is
+listwise per impression (one clicked candidate against K sampled non-clicked ones of the
+same impression, softmax) or pointwise (BCE per candidate). Each distinct item in a batch
+is encoded once and shared between histories and candidates.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tasks.recommend.data import Impressions, RecommendConfig, read_impressions, read_items
+from tasks.recommend.metrics import impression_metrics
+from tasks.recommend.model import RecommendModel
+from tasks.recommend.serving import ServingRecommender
+from tfapp.core.backbone import TextPacker, backbone_inputs, pooled_output
+from tfapp.core.data import texts_only_dataset
+from tfapp.core.errors import ConfigError
+from tfapp.core.log import say
+from tfapp.core.task import SPLITS, Task, register
+from tfapp.core.task_callbacks import EpochMetrics
+
+SAMPLES = Path(__file__).parents[1] / "samples"
+
+
+@register
+class RecommendTask(Task):
+    name = "recommend"
+    Config = RecommendConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.item_ids: list[str] = []
+        self.item_texts: list[str] = []
+        self.skipped: dict[str, list] = {}
+        p = self.params
+        checks = [
+            (p.unknown_items in ("skip", "fail"), "recommend.unknown_items must be skip or fail"),
+            (p.no_click_impressions in ("skip", "fail"),
+             "recommend.no_click_impressions must be skip or fail"),
+            (p.loss in ("listwise", "pointwise"), "recommend.loss must be listwise or pointwise"),
+            (p.scorer in ("dot", "mlp"), "recommend.scorer must be dot or mlp"),
+            (p.negatives >= 1, "recommend.negatives must be >= 1"),
+            (p.max_history >= 1, "recommend.max_history must be >= 1"),
+            (p.item_max_length >= 8, "recommend.item_max_length must be >= 8"),
+            (bool(p.item_text_columns), "recommend.item_text_columns must name a column"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(message)
+
+    # --- data -------------------------------------------------------------------------
+    def sample_file(self) -> Path:
+        return SAMPLES / "recommend_impressions.tsv"
+
+    def _load_items(self) -> None:
+        p = self.params
+        if p.items_file is None and self.config.data.train_file is None:
+            p.items_file = str(SAMPLES / "recommend_items.tsv")
+        if p.items_file is None:
+            raise ConfigError("recommend.items_file is required with your own impressions")
+        self.item_ids, self.item_texts = read_items(p, self.config.data.format)
+
+    def _read_impressions(self, path) -> Impressions:
+        imps, skipped = read_impressions(path, self.params, self.config.data.format,
+                                         self.item_ids, say)
+        self.skipped[str(path)] = skipped
+        return imps
+
+    def load_splits(self) -> dict[str, Impressions]:
+        self._load_items()
+        d = self.config.data
+        files = {"train": d.train_file or str(self.sample_file()),
+                 "validation": d.validation_file, "test": d.test_file}
+        data = {s: self._read_impressions(path) for s, path in files.items() if path}
+        # Split by impression; stratify by nothing (keys all equal), seeded.
+        return self.complete_splits(
+            data, files, stratify=lambda imps: [0] * len(imps),
+            empty=lambda: Impressions([], [], [], [], np.zeros(
+                [0, len(self.params.side_feature_columns)], np.float32), "none"))
+
+    def read_file(self, path: str) -> Impressions:
+        if not self.item_ids:
+            self._load_items()
+        return self._read_impressions(path)
+
+    def texts(self, examples: Impressions) -> list[str]:
+        """The distinct item texts this split refers to."""
+        used = sorted({i for rows in (examples.history, examples.candidates)
+                       for row in rows for i in row})
+        return [self.item_texts[i] for i in used]
+
+    def text_packer(self, packer):
+        return self._item_packer(packer)
+
+    def _item_packer(self, packer):
+        return TextPacker(packer.tokenizer, min(self.params.item_max_length,
+                                                packer.max_seq_length))
+
+    def training_size(self, imps: Impressions) -> int:
+        if self.params.loss == "pointwise":
+            return sum(len(c) for c in imps.candidates)
+        # One example per click, in impressions that also have a non-click to contrast.
+        return sum(sum(c) for c in imps.clicks if sum(c) < len(c))
+
+    def dataset(self, examples: Impressions, packer, batch_size: int,
+                training: bool) -> tf.data.Dataset:
+        p = self.params
+        item_tokens = self._item_packer(packer).ragged_ids(tf.constant(self.item_texts))
+        history, cands, labels, side = [], [], [], []
+        for i in range(len(examples)):
+            clicks = np.array(examples.clicks[i])
+            cand = np.array(examples.candidates[i])
+            if p.loss == "pointwise":
+                for c, y in zip(cand, clicks):
+                    history.append(examples.history[i])
+                    cands.append([[int(c)]])
+                    labels.append([float(y)])  # [1]: matches the [1]-candidate logits
+                    side.append(examples.side[i])
+            else:
+                negatives = cand[clicks == 0].tolist()
+                if not negatives:  # all clicked: nothing to contrast the clicks with
+                    continue
+                for positive in cand[clicks == 1]:
+                    history.append(examples.history[i])
+                    cands.append([[int(positive)], negatives])
+                    labels.append(0)
+                    side.append(examples.side[i])
+        k = p.negatives
+        ragged = lambda rows: tf.ragged.constant(rows, dtype=tf.int32)  # noqa: E731
+        ds = tf.data.Dataset.from_tensor_slices((
+            tf.RaggedTensor.from_row_lengths(
+                tf.constant([x for h in history for x in h], tf.int32),
+                [len(h) for h in history]),
+            tf.RaggedTensor.from_row_lengths(
+                tf.constant([c[0][0] for c in cands], tf.int32), [1] * len(cands)),
+            ragged([c[1] if len(c) > 1 else [] for c in cands]) if p.loss == "listwise"
+            else tf.RaggedTensor.from_row_lengths(tf.zeros([0], tf.int32), [0] * len(cands)),
+            np.array(labels, np.float32 if p.loss == "pointwise" else np.int32),
+            np.array(side, np.float32).reshape(len(labels), len(p.side_feature_columns))))
+        label_pad = tf.constant(0, ds.element_spec[3].dtype)
+        if training:
+            ds = ds.shuffle(min(self.config.data.shuffle_buffer, max(len(labels), 1)),
+                            seed=self.config.seed, reshuffle_each_iteration=True)
+        listwise = p.loss == "listwise"
+
+        def example(hist, positive, negatives, label, side_row):
+            if listwise:
+                # K non-clicked candidates of the same impression: without replacement
+                # when it has K, else with replacement.
+                n = tf.size(negatives)
+                shuffled = tf.random.shuffle(negatives)
+                drawn = tf.gather(negatives, tf.random.uniform([k], 0, n, tf.int32))
+                chosen = tf.cond(n >= k, lambda: shuffled[:k], lambda: drawn)
+                candidates = tf.concat([positive, chosen], axis=0)
+            else:
+                candidates = positive
+            hist_tokens = tf.gather(item_tokens, hist).to_tensor(packer.pad_id)
+            cand_tokens = tf.gather(item_tokens, candidates).to_tensor(packer.pad_id)
+            return ({"history_index": hist, "history_tokens": hist_tokens,
+                     "candidate_index": candidates, "candidate_tokens": cand_tokens,
+                     "side": side_row}, label)
+
+        ds = ds.map(example, num_parallel_calls=tf.data.AUTOTUNE)
+        pad = packer.pad_id
+        ds = ds.padded_batch(batch_size, padding_values=(
+            {"history_index": -1, "history_tokens": pad, "candidate_index": -1,
+             "candidate_tokens": pad, "side": 0.0}, label_pad))
+        ds = ds.apply(tf.data.experimental.assert_cardinality(-(-len(labels) // batch_size)))
+        return ds.prefetch(tf.data.AUTOTUNE)
+
+    # --- model ------------------------------------------------------------------------
+    def build_model(self, loaded) -> keras.Model:
+        if not self.item_ids:
+            self._load_items()
+        inputs = backbone_inputs()
+        pooled = pooled_output(loaded.backbone, inputs, self.config.backbone.pooling)
+        pooled = keras.layers.Dropout(self.params.head_dropout, name="head_dropout")(pooled)
+        vector = keras.layers.Dense(self.params.embedding_dim, name="item_projection",
+                                    dtype="float32")(pooled)
+        encoder = keras.Model(inputs, vector, name="item_encoder")
+        model = RecommendModel(encoder, self.params, loaded.tokenizer.token_to_id("[PAD]"),
+                               name="recommender")
+        ids = tf.constant([[[1, 2, 3]]], tf.int32)
+        model({"history_index": tf.constant([[0]]), "history_tokens": ids,
+               "candidate_index": tf.constant([[1]]), "candidate_tokens": ids,
+               "side": tf.zeros([1, len(self.params.side_feature_columns)])})
+        return model
+
+    def compile_args(self) -> dict:
+        if self.params.loss == "pointwise":
+            return {"loss": keras.losses.BinaryCrossentropy(from_logits=True),
+                    "metrics": [keras.metrics.AUC(from_logits=True, name="pointwise_auc")]}
+        return {"loss": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+                "metrics": [keras.metrics.SparseCategoricalAccuracy(name="listwise_accuracy")]}
+
+    def monitor(self) -> tuple[str, str]:
+        return "val_auc", "max"
+
+    def summary_keys(self) -> list[str]:
+        return ["loss", "val_loss", "val_auc", "val_mrr",
+                *(f"val_ndcg_at_{k}" for k in self.params.ndcg_ks)]
+
+    def impression_logs(self, model, validation: Impressions, packer) -> dict:
+        """Per-impression validation metrics as epoch-log entries (val_auc, val_mrr,
+        val_ndcg_at_K)."""
+        metrics = self.impression_report(model, validation, packer)
+        keys = ("auc", "mrr", *(f"ndcg@{k}" for k in self.params.ndcg_ks))
+        return {"val_" + key.replace("@", "_at_"): metrics[key] for key in keys}
+
+    def callbacks(self, run_dir: Path, validation: Impressions, packer) -> list:
+        return [EpochMetrics(lambda model: self.impression_logs(model, validation, packer))]
+
+    # --- evaluation -------------------------------------------------------------------
+    def item_vectors(self, model: RecommendModel, packer) -> np.ndarray:
+        """[items, dim]: every catalogue item encoded once."""
+        ds = texts_only_dataset(self.item_texts, self._item_packer(packer),
+                                self.config.train.global_batch_size)
+        return np.asarray(model.item_encoder.predict(ds, verbose=0), np.float32)
+
+    def score_impressions(self, model: RecommendModel, imps: Impressions, packer,
+                          vectors: Optional[np.ndarray] = None, batch: int = 256) -> list:
+        """Per impression, the candidates' scores in file order."""
+        vectors = self.item_vectors(model, packer) if vectors is None else vectors
+        dim = vectors.shape[1]
+        scores = []
+        for start in range(0, len(imps), batch):
+            hist = imps.history[start:start + batch]
+            cand = imps.candidates[start:start + batch]
+            n_h = max(1, max(len(h) for h in hist))
+            n_c = max(len(c) for c in cand)
+            h = np.zeros([len(hist), n_h, dim], np.float32)
+            mask = np.zeros([len(hist), n_h], bool)
+            c = np.zeros([len(cand), n_c, dim], np.float32)
+            for i, (hi, ci) in enumerate(zip(hist, cand)):
+                h[i, :len(hi)] = vectors[hi]
+                mask[i, :len(hi)] = True
+                c[i, :len(ci)] = vectors[ci]
+            out = model.score_vectors(tf.constant(h), tf.constant(mask), tf.constant(c),
+                                      tf.constant(imps.side[start:start + batch]))
+            out = out.numpy()
+            scores += [out[i, :len(ci)] for i, ci in enumerate(cand)]
+        return scores
+
+    def impression_report(self, model, imps: Impressions, packer) -> dict:
+        scores = self.score_impressions(model, imps, packer)
+        usable = [i for i, y in enumerate(imps.clicks) if 0 < sum(y) < len(y)]
+        out = impression_metrics([imps.clicks[i] for i in usable], [scores[i] for i in usable],
+                                 self.params.ndcg_ks)
+        # All-clicked impressions have no AUC; say how many were left out.
+        out["impressions_without_a_non_click"] = len(imps) - len(usable)
+        return out
+
+    def evaluate(self, model, examples: Impressions, packer) -> dict:
+        if len(examples) == 0:
+            return {}
+        return self.impression_report(model, examples, packer)
+
+    def format_metrics(self, metrics: dict) -> str:
+        ndcg = "  ".join(f"nDCG@{k} {metrics[f'ndcg@{k}']:.4f}" for k in self.params.ndcg_ks)
+        return (f"recommend: AUC {metrics['auc']:.4f}  MRR {metrics['mrr']:.4f}  {ndcg}  "
+                f"({metrics['impressions']} impressions, {metrics['candidates']} candidates)")
+
+    # --- serving ----------------------------------------------------------------------
+    def serving_root(self, model, packer):
+        root = ServingRecommender(model, self._item_packer(packer),
+                                  len(self.params.side_feature_columns))
+        return root, root.signatures()
+
+    def example_inputs(self) -> dict:
+        history = np.array([["Rovers beat City in a late comeback. sports", ""],
+                            ["", ""]], dtype=object)
+        candidates = np.array([["Injury blow for United. sports",
+                                "The easiest ramen recipe. food", ""],
+                               ["Central bank holds rates. finance", "", ""]], dtype=object)
+        score = {"history": history, "candidates": candidates}
+        n_side = len(self.params.side_feature_columns)
+        if n_side:
+            score["side_features"] = np.zeros([2, n_side], np.float32)
+        return {"serving_default": score, "score": score,
+                "encode_items": {"item_text": candidates[0]},
+                "encode_user": {"history": history}}
+
+    def model_card_lines(self, splits: dict) -> list[str]:
+        p = self.params
+        lines = [f"- items: {len(self.item_ids)} from {p.items_file}; item text = "
+                 f"{' + '.join(p.item_text_columns)} joined with '. '",
+                 f"- model: {p.loss} loss (K={p.negatives}), {p.scorer} scorer, attention "
+                 f"pooling over the last {p.max_history} clicks"]
+        for split in SPLITS:
+            imps = splits[split]
+            lines.append(f"- {split}: {len(imps)} impressions from {imps.source}")
+        for source, counts in self.skipped.items():
+            for what, n in counts.items():
+                lines.append(f"- skipped in {source}: {n} {what}")
+        return lines

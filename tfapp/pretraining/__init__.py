@@ -1,0 +1,1 @@
+"""Continued masked-language-model pretraining of the shared backbone on domain text."""

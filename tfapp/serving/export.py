@@ -1,0 +1,79 @@
+"""SavedModel export in TF Serving's layout: BASE/<model name>/<integer version>/.
+
+A version is written under a hidden temporary name (with Classify method names, an op
+check and warmup requests, see tfapp.serving.server_contract), reloaded and checked against the in-memory
+model, and only then renamed into place, so a server polling BASE never sees a
+partial or wrong version, and an existing version is never overwritten.
+"""
+from __future__ import annotations
+
+import shutil
+import uuid
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import tensorflow as tf
+
+from tfapp.core.errors import TfappError
+from tfapp.core.export_layout import next_version
+from tfapp.serving.server_contract import check_serving_ops, set_method_names, warmup_records, write_warmup
+
+PARITY_TOLERANCE = 1e-5
+
+
+def _compare(name: str, expected: dict, actual: dict) -> None:
+    for key, value in expected.items():
+        got = actual[key].numpy()
+        value = value.numpy()
+        if value.dtype.kind in "fc":
+            diff = float(np.max(np.abs(value - got))) if value.size else 0.0
+            if diff > PARITY_TOLERANCE:
+                raise TfappError(f"export check failed: signature {name} output {key} differs "
+                                 f"from the in-memory model by {diff:.2e} "
+                                 f"(> {PARITY_TOLERANCE})")
+        elif not np.array_equal(value, got):
+            raise TfappError(f"export check failed: signature {name} output {key} differs "
+                             f"from the in-memory model")
+
+
+def export_saved_model(task, model, packer, model_base: Path,
+                       version: Optional[int] = None) -> Path:
+    """Writes and verifies a new SavedModel version of a task's model; returns its directory."""
+    root, signatures = task.serving_root(model, packer)
+    return publish_saved_model(root, signatures, task.signature_methods(),
+                               task.example_inputs(), model_base, version)
+
+
+def publish_saved_model(root: tf.Module, signatures: dict, methods: dict,
+                        example_inputs: dict, model_base: Path,
+                        version: Optional[int] = None,
+                        extra_files: Optional[dict] = None) -> Path:
+    """Saves `root` with `signatures` as BASE/<version>: temp dir, method names, op check,
+    warmup requests, reload parity on `example_inputs`, then rename into place.
+    `extra_files` ({relative path: text}) are written into the version before the rename."""
+    model_base = Path(model_base)
+    version = version if version is not None else next_version(model_base)
+    final = model_base / str(version)
+    if final.exists():
+        raise TfappError(f"export version {final} already exists; versions are never "
+                         f"overwritten (omit the version to use {next_version(model_base)})")
+    model_base.mkdir(parents=True, exist_ok=True)
+    tmp = model_base / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
+    try:
+        tf.saved_model.save(root, str(tmp), signatures=signatures)
+        set_method_names(tmp, methods)
+        check_serving_ops(tmp)
+        write_warmup(tmp, warmup_records(model_base.name, example_inputs, methods))
+        for rel, text in (extra_files or {}).items():
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            (tmp / rel).write_text(text, encoding="utf-8")
+        reloaded = tf.saved_model.load(str(tmp))
+        for name, inputs in example_inputs.items():
+            feed = {k: tf.constant(v) for k, v in inputs.items()}
+            _compare(name, signatures[name](**feed), reloaded.signatures[name](**feed))
+        tmp.rename(final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return final

@@ -1,0 +1,179 @@
+"""Fine-tuning one task end to end, in named phases: read data, open the run, build
+inputs, build and compile the model, fit, pick the served model, evaluate, publish.
+
+Talks to tasks only through the Task contract (tfapp.core.task)."""
+from __future__ import annotations
+
+import time
+import warnings
+from pathlib import Path
+
+import keras
+import tensorflow as tf
+
+from tfapp.core.backbone import TextPacker, float32_clone
+from tfapp.core.config import Config
+from tfapp.core.data import count_truncated
+from tfapp.core.errors import ConfigError
+from tfapp.core.log import say
+from tfapp.core.rundir import atomic_write_text, dir_size_bytes, write_json
+from tfapp.serving.export import export_saved_model
+from tfapp.training.model_card import model_card
+from tfapp.training.optimizer import compile_with_optimizer
+from tfapp.training.restore import CALIBRATION_FILE, WEIGHTS_FILE, save_run_backbone
+from tfapp.training.run_context import RunContext
+
+
+def build_compiled_model(task, cfg: Config, loaded, placement, total_steps: int):
+    """Task head on the backbone, compiled; call inside the strategy's scope."""
+    model = task.build_model(loaded)
+    compile_with_optimizer(model, cfg.train, placement.precision, total_steps,
+                           **task.compile_args())
+    return model
+
+
+def float32_copy(task, loaded, model):
+    """The task's model rebuilt under the float32 policy, with `model`'s weights (mixed
+    policies keep float32 variables, so nothing is lost)."""
+    policy = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy("float32")
+    try:
+        copy = task.build_model(float32_clone(loaded))
+        copy.set_weights(model.get_weights())
+    finally:
+        keras.mixed_precision.set_global_policy(policy)
+    return copy
+
+
+def read_splits(task) -> dict:
+    """Reads and validates all data before anything is written."""
+    splits = task.load_splits()
+    sizes = {k: len(v) for k, v in splits.items()}
+    say(f"data: {sizes['train']} train / {sizes['validation']} validation / "
+        f"{sizes['test']} test examples")
+    return splits
+
+
+def check_export_version(cfg: Config, run_path: Path) -> None:
+    pinned = cfg.export.version
+    if pinned is not None and (run_path / "export" / cfg.task / str(pinned)).exists():
+        raise ConfigError(f"export.version {pinned} already exists under {run_path}; "
+                          f"versions are never overwritten")
+
+
+def report_truncation(task, packer: TextPacker, splits: dict) -> None:
+    text_packer = task.text_packer(packer)
+    for split, examples in splits.items():
+        texts = task.texts(examples) if len(examples) else []
+        if texts:
+            n, longest = count_truncated(text_packer, texts)
+            if n:
+                say(f"{split}: {n} of {len(texts)} texts longer than "
+                    f"{text_packer.max_seq_length - 2} word pieces were truncated "
+                    f"(longest {longest})")
+
+
+def make_datasets(task, splits: dict, packer: TextPacker, batch: int):
+    """(train, validation, steps per epoch). Length buckets flush partial batches, so the
+    real number of steps is counted (one pass, which also fills the cache) and Keras shows
+    a true progress bar."""
+    train_ds = task.dataset(splits["train"], packer, batch, training=True)
+    val_ds = task.dataset(splits["validation"], packer, batch, training=False)
+    steps = int(train_ds.reduce(0, lambda n, _: n + 1))
+    return train_ds.apply(tf.data.experimental.assert_cardinality(steps)), val_ds, steps
+
+
+def served_model(ctx: RunContext, task, loaded, model):
+    """What is evaluated, calibrated and exported is what will be served: after
+    mixed-precision training, a float32 copy with the same weights (export.float32)."""
+    if ctx.precision != "float32" and ctx.cfg.export.float32:
+        say(f"evaluating and exporting a float32 copy of the {ctx.precision} model")
+        return float32_copy(task, loaded, model)
+    return model
+
+
+def evaluate_served(ctx: RunContext, task, served, splits: dict, packer, history,
+                    fitted) -> dict:
+    calibration = task.calibrate(served, splits["validation"], packer)
+    if calibration is not None:
+        task.set_calibration(calibration)
+        say("calibration: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                        for k, v in calibration.items()))
+        if ctx.chief:
+            write_json(ctx.path / CALIBRATION_FILE, calibration)
+    metrics = {"history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+               # Restored by BackupAndRestore, so a resumed run counts its earlier steps.
+               "optimizer_steps": int(keras.ops.convert_to_numpy(fitted.optimizer.iterations)),
+               "validation": task.evaluate(served, splits["validation"], packer),
+               "test": task.evaluate(served, splits["test"], packer)}
+    if calibration is not None:
+        metrics["calibration"] = calibration
+    for split in ("validation", "test"):
+        if metrics[split]:
+            say(f"{split} metrics:\n" + task.format_metrics(metrics[split]))
+    return metrics
+
+
+def publish(ctx: RunContext, task, model, served, packer, loaded, splits, metrics: dict,
+            started: float, train_seconds: float) -> None:
+    """The chief writes weights, the export, metrics.json and the model card."""
+    cfg, run_path = ctx.cfg, ctx.path
+    model.save_weights(str(run_path / WEIGHTS_FILE))
+    export_dir = None
+    if cfg.export.enabled:
+        export_dir = export_saved_model(task, served, packer, run_path / "export" / cfg.task,
+                                        cfg.export.version)
+        size_mb = dir_size_bytes(export_dir) / 2**20
+        metrics["export"] = {"path": str(export_dir), "size_mb": round(size_mb, 1)}
+        say(f"exported SavedModel: {export_dir} ({size_mb:.1f} MiB)")
+    metrics["wall_seconds"] = round(time.perf_counter() - started, 1)
+    metrics["train_examples"] = task.training_size(splits["train"])
+    write_json(run_path / "metrics.json", metrics)
+    atomic_write_text(run_path / "MODEL_CARD.md",
+                      model_card(cfg, task, loaded, splits, metrics, export_dir, train_seconds))
+
+
+def train(cfg: Config, task_cls, run_dir: str | None = None, prepare=None) -> Path:
+    """Runs one training job end to end; returns the run directory.
+
+    `prepare(model) -> keras.Model`, if given, wraps the task's model into the model that is
+    compiled and fitted (e.g. a distiller); evaluation, weights and export use the task's
+    model itself."""
+    started = time.perf_counter()
+    # tf.data input is shuffled by the pipeline itself; Keras' notice about it is noise.
+    warnings.filterwarnings("ignore", message=".*shuffle=True.*")
+    ctx = RunContext.start(cfg)
+    task = task_cls(cfg)
+    splits = read_splits(task)
+    # Resolve the backbone before writing, so a bad backbone leaves no half-made run.
+    loaded = ctx.load_backbone()
+    check_export_version(cfg, ctx.choose_run_dir(run_dir, cfg.task))
+    run_path = ctx.open_run_dir()
+    if ctx.chief:
+        save_run_backbone(loaded, run_path)
+
+    packer = TextPacker(loaded.tokenizer, cfg.backbone.max_seq_length)
+    report_truncation(task, packer, splits)
+    train_ds, val_ds, steps = make_datasets(task, splits, packer, cfg.train.global_batch_size)
+    with ctx.scope():
+        model = task.build_model(loaded)
+        fitted = prepare(model) if prepare else model
+    ctx.compile(fitted, steps * cfg.train.epochs, train_ds, **task.compile_args())
+
+    monitor = task.monitor()
+    callbacks = ctx.callbacks(
+        task.training_size(splits["train"]), task.summary_keys(), monitor,
+        first=task.callbacks(ctx.worker_dir, splits["validation"], packer))
+    say(f"training: {steps} steps/epoch, up to {cfg.train.epochs} epochs, "
+        f"monitoring {monitor[0]} ({monitor[1]})")
+    history = ctx.fit(fitted, train_ds, val_ds, callbacks)
+    train_seconds = time.perf_counter() - started
+
+    served = served_model(ctx, task, loaded, model)
+    metrics = evaluate_served(ctx, task, served, splits, packer, history, fitted)
+    if ctx.chief:
+        publish(ctx, task, model, served, packer, loaded, splits, metrics, started,
+                train_seconds)
+    ctx.close()
+    say(f"done in {time.perf_counter() - started:.0f} s; run dir {run_path}")
+    return run_path
