@@ -29,6 +29,7 @@ from tasks.qa.ranking import (calibrate_threshold, format_ranking, format_tradeo
 from tfapp.core.backbone import backbone_inputs, pooled_output
 from tfapp.core.data import read_rows, text_dataset, texts_only_dataset
 from tfapp.core.errors import ConfigError, DataError
+from tfapp.core.losses import sparse_classification_loss
 from tfapp.core.task import SPLITS, Task, register
 from tfapp.core.task_callbacks import EpochMetrics
 
@@ -262,7 +263,7 @@ class QATask(Task):
 
     def compile_args(self) -> dict:
         name = "in_batch_accuracy" if self.retrieval else "accuracy"
-        return {"loss": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        return {"loss": sparse_classification_loss(self.config.train.label_smoothing),
                 "metrics": [keras.metrics.SparseCategoricalAccuracy(name=name)]}
 
     def monitor(self) -> tuple[str, str]:

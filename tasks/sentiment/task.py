@@ -16,6 +16,7 @@ from tfapp.core.backbone import backbone_inputs, pooled_output
 from tfapp.core.task_callbacks import ClassificationReport
 from tfapp.core.data import read_rows, text_dataset, texts_only_dataset
 from tfapp.core.errors import ConfigError, DataError
+from tfapp.core.losses import classification_loss
 from tfapp.core.metrics import classification_report, format_report
 from tfapp.core.serving_api import CLASSIFY_METHOD, text_examples
 
@@ -177,7 +178,7 @@ class SentimentTask(Task):
     def compile_args(self) -> dict:
         heads = self._heads()
         return {
-            "loss": {h: keras.losses.CategoricalCrossentropy(from_logits=True) for h in heads},
+            "loss": {h: classification_loss(self.config.train.label_smoothing) for h in heads},
             "loss_weights": {h: (1.0 if h == "sentiment" else self.params.topic_loss_weight)
                              for h in heads},
             # F1Score with threshold=None takes the argmax, so logits are fine.

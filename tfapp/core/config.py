@@ -64,6 +64,14 @@ class TrainConfig:
     # Split the host CPU into this many logical devices, so MirroredStrategy can be tried
     # (and tested) without GPUs. 1 leaves the CPU as one device.
     cpu_replicas: int = 1
+    # Layer-wise learning-rate decay: encoder layer i of L learns at
+    # learning_rate * layer_decay ** (L + 1 - (i + 1)), the embeddings at decay ** (L + 1),
+    # the head at the full rate. 1.0: off.
+    layer_decay: float = 1.0
+    # Head-only steps first: the backbone's learning rate is zero for this many steps.
+    frozen_backbone_steps: int = 0
+    # Label smoothing of classification losses (sentiment, qa intent mode). 0: off.
+    label_smoothing: float = 0.0
     early_stopping_patience: int = 2
     jit_compile: bool = False  # XLA measured slower than plain TF on 2 CPU cores
     steps_per_execution: int = 1
@@ -271,6 +279,9 @@ def validate(cfg: Config, source: str) -> None:
         (cfg.train.global_batch_size >= 1, "train.global_batch_size must be >= 1"),
         (cfg.train.learning_rate > 0, "train.learning_rate must be > 0"),
         (0 <= cfg.train.warmup_ratio < 1, "train.warmup_ratio must be in [0, 1)"),
+        (0 < cfg.train.layer_decay <= 1, "train.layer_decay must be in (0, 1]"),
+        (cfg.train.frozen_backbone_steps >= 0, "train.frozen_backbone_steps must be >= 0"),
+        (0 <= cfg.train.label_smoothing < 1, "train.label_smoothing must be in [0, 1)"),
         (cfg.train.strategy in ("auto", "default", "mirrored", "multiworker", "tpu"),
          "train.strategy must be auto, default, mirrored, multiworker or tpu"),
         (cfg.train.precision in ("auto", "float32", "mixed_float16", "mixed_bfloat16"),
