@@ -66,11 +66,12 @@ class AnswerBankModule(tf.Module):
 
     Scores are probabilities over the whole bank: the intent head's softmax, or for
     retrieval a softmax of cosine similarity / temperature. `handoff` is true when the best
-    score is below the calibrated threshold.
+    score is below the calibrated threshold, or the best answer is the out-of-scope id.
     """
 
     def __init__(self, encoder, bank: AnswerBank, embeddings, threshold: float,
-                 top_k: int, temperature: float, target_precision: float = 0.0):
+                 top_k: int, temperature: float, target_precision: float = 0.0,
+                 out_of_scope_id: str = ""):
         super().__init__(name="answer_bank")
         self.encoder = encoder
         self.bank_ids = tf.Variable(bank.ids, trainable=False, name="bank_ids")
@@ -86,6 +87,9 @@ class AnswerBankModule(tf.Module):
         self.temperature = tf.Variable(float(temperature), trainable=False, dtype=tf.float32,
                                        name="temperature")
         self.top_k = tf.Variable(min(int(top_k), len(bank)), trainable=False, name="top_k")
+        # "" for none; a question whose best answer is this id is handed off.
+        self.out_of_scope_id = tf.Variable(out_of_scope_id, trainable=False,
+                                           name="out_of_scope_id")
         self._k = min(int(top_k), len(bank))
 
     def scores(self, question):
@@ -99,10 +103,13 @@ class AnswerBankModule(tf.Module):
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="question")])
     def answer(self, question):
         top = tf.math.top_k(self.scores(question), k=self._k)
-        return {"answer_ids": tf.gather(self.bank_ids, top.indices),
+        ids = tf.gather(self.bank_ids, top.indices)
+        out_of_scope = tf.logical_and(tf.strings.length(self.out_of_scope_id) > 0,
+                                      tf.equal(ids[:, 0], self.out_of_scope_id))
+        return {"answer_ids": ids,
                 "answer_texts": tf.gather(self.bank_texts, top.indices),
                 "scores": top.values,
-                "handoff": top.values[:, 0] < self.threshold}
+                "handoff": tf.logical_or(top.values[:, 0] < self.threshold, out_of_scope)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def encode(self, text):

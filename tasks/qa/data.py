@@ -33,6 +33,10 @@ class QAConfig:
     # The hand-off threshold is the lowest score at which validation answers reach this
     # precision; below it the export sets handoff=true.
     target_precision: float = 0.9
+    # An intent / answer id that means "not something we answer" (e.g. CLINC150's oos):
+    # predicting it hands the question off, like a score below the threshold. Test metrics
+    # then add in-scope accuracy, out-of-scope recall and in-scope coverage.
+    out_of_scope_label: Optional[str] = None
     recall_ks: list[int] = dataclasses.field(default_factory=lambda: list(DEFAULT_KS))
 
 

@@ -69,8 +69,10 @@ def reindexed_root(source: Path, bank, top_k, calibration, question_column: str,
     target = (target_precision if target_precision is not None
               else float(loaded.target_precision.numpy()) if hasattr(loaded, "target_precision")
               else 0.9)
+    out_of_scope = (loaded.out_of_scope_id.numpy().decode()
+                    if hasattr(loaded, "out_of_scope_id") else "")
     root = AnswerBankModule(loaded.encoder, bank, embeddings, float(loaded.threshold.numpy()),
-                            top_k, float(loaded.temperature.numpy()), target)
+                            top_k, float(loaded.temperature.numpy()), target, out_of_scope)
     record = {"source_export": str(source), "answers": bank.source, "bank_size": len(bank),
               "mode": "retrieval" if retrieval else "intent", "top_k": root._k,
               "threshold": float(root.threshold.numpy()), "calibration": None}

@@ -112,3 +112,22 @@ def format_tradeoff(rows: list[dict]) -> str:
         lines.append(f"  {target:>8}{threshold:>11}{r['coverage']:>10.4f}"
                      f"{r['precision']:>11.4f}{mark}")
     return "\n".join(lines)
+
+
+def out_of_scope_metrics(scores: np.ndarray, true_index: np.ndarray, oos_index: int,
+                         threshold: float) -> dict:
+    """Hand-off quality when one class means "out of scope" (CLINC150's protocol, plus the
+    threshold): in-scope accuracy (argmax is the right in-scope answer), out-of-scope recall
+    (out-of-scope questions handed off: predicted out of scope or best score below the
+    threshold) and in-scope coverage (in-scope questions answered, not handed off)."""
+    predicted, top = scores.argmax(axis=1), scores.max(axis=1)
+    handoff = (predicted == oos_index) | (top < threshold)
+    in_scope = true_index != oos_index
+    n_in, n_out = int(in_scope.sum()), int((~in_scope).sum())
+    return {
+        "in_scope_accuracy": float((predicted == true_index)[in_scope].mean()) if n_in else 0.0,
+        "out_of_scope_recall": float(handoff[~in_scope].mean()) if n_out else 0.0,
+        "in_scope_coverage": float((~handoff)[in_scope].mean()) if n_in else 0.0,
+        "in_scope_accuracy_answered": float(
+            ((predicted == true_index) & ~handoff)[in_scope].mean()) if n_in else 0.0,
+        "in_scope": n_in, "out_of_scope": n_out, "threshold": float(threshold)}

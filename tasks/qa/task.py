@@ -25,7 +25,8 @@ from tasks.qa.answer_bank import (AnswerBank, AnswerBankModule, embed_texts, exa
 from tasks.qa.data import Examples, QAConfig
 from tasks.qa.model import BankProjector, DualEncoder, KerasTextEncoder
 from tasks.qa.ranking import (calibrate_threshold, format_ranking, format_tradeoff,
-                              precision_coverage, ranking_metrics, tradeoff_table)
+                              out_of_scope_metrics, precision_coverage, ranking_metrics,
+                              tradeoff_table)
 from tfapp.core.backbone import backbone_inputs, pooled_output
 from tfapp.core.data import read_rows, text_dataset, texts_only_dataset
 from tfapp.core.errors import ConfigError, DataError
@@ -152,6 +153,10 @@ class QATask(Task):
         raw = {s: read_rows(path, self._columns(), self.config.data.format)
                for s, path in files.items() if path}
         index, known = self._resolve_bank(raw["train"])
+        oos = self.params.out_of_scope_label
+        if oos is not None and oos not in index:
+            raise ConfigError(f"qa.out_of_scope_label '{oos}' is not one of the {known}'s "
+                              f"answer ids")
         examples = {s: self._examples(files[s], rows, index, known) for s, rows in raw.items()}
         return self.complete_splits(
             examples, files, stratify=lambda ex: ex.answers,
@@ -323,6 +328,11 @@ class QATask(Task):
                "tradeoff": tradeoff_table(top, correct)}
         if self.calibration is not None:
             out["handoff"] = precision_coverage(top, correct, self.calibration["threshold"])
+        if self.params.out_of_scope_label:
+            threshold = self.calibration["threshold"] if self.calibration else 0.0
+            out["out_of_scope"] = out_of_scope_metrics(
+                scores, examples.answers, self.bank.index()[self.params.out_of_scope_label],
+                threshold)
         return out
 
     def format_metrics(self, metrics: dict) -> str:
@@ -332,6 +342,12 @@ class QATask(Task):
             lines.append(f"hand-off at threshold {h['threshold']:.4f}: answers "
                          f"{h['coverage']:.1%} of questions with precision {h['precision']:.4f}"
                          f", hands off {1 - h['coverage']:.1%}")
+        if "out_of_scope" in metrics:
+            o = metrics["out_of_scope"]
+            lines.append(f"out of scope: in-scope accuracy {o['in_scope_accuracy']:.4f}, "
+                         f"out-of-scope recall {o['out_of_scope_recall']:.4f}, in-scope "
+                         f"coverage {o['in_scope_coverage']:.4f} ({o['in_scope']} in scope, "
+                         f"{o['out_of_scope']} out of scope)")
         lines += ["precision / coverage trade-off:", format_tradeoff(metrics["tradeoff"])]
         return "\n".join(lines)
 
@@ -344,7 +360,8 @@ class QATask(Task):
                       if self.retrieval else None)
         threshold = self.calibration["threshold"] if self.calibration else 0.0
         root = AnswerBankModule(encoder, self.bank, embeddings, threshold, self.params.top_k,
-                                self.params.temperature, self.params.target_precision)
+                                self.params.temperature, self.params.target_precision,
+                                self.params.out_of_scope_label or "")
         return root, root.signatures()
 
     def example_inputs(self) -> dict:
