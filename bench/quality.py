@@ -1,0 +1,317 @@
+"""python -m bench.quality [--suite quick|full] [--seeds N] [--data DIR] [--recipes A,B,...]
+
+Model quality on real text, like for like: for each data set the reference recipe (a plain
+keras-hub fine-tune, bench/quality_reference.py), tfapp's default recipe and recipes with
+one lever switched on are trained on the same training split and budget, with the same
+seeds, and scored on the same held-out set. Writes bench/QUALITY.md (mean ± standard
+deviation over the seeds, training seconds) and the raw results as bench/quality.json.
+
+Data sets (from ../shared/data, see its README; never copied into the repository):
+  tfns      financial tweets, negative / neutral / positive: trained on (a stratified
+            sample of) train.csv, scored on validation.csv (accuracy, macro-F1)
+  clinc150  150 intents + out-of-scope ('oos'), intent mode with qa.out_of_scope_label:
+            trained on (a per-intent sample of) train.csv, calibrated on validation.csv,
+            scored on test.csv (in-scope accuracy, out-of-scope recall, in-scope coverage)
+
+Suites: `quick` samples the training sets so one seed of every recipe takes minutes on 2
+CPU cores; `full` trains on everything; `smoke` (tiny backbone, a few rows) only proves
+the harness runs.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import dataclasses
+import datetime as dt
+import json
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = REPO.parent / "shared" / "data"
+
+# Each tfapp recipe is the default config plus these overrides.
+RECIPES = {
+    "default": [],
+    "layer_decay": ["train.layer_decay=0.8"],
+    "label_smoothing": ["train.label_smoothing=0.1"],
+    "head_first": ["train.frozen_backbone_steps=50"],
+    "class_weights": ["sentiment.class_weights=balanced"],  # sentiment only
+}
+
+
+@dataclasses.dataclass
+class Suite:
+    backbone: str
+    tfns_train: int | None  # sampled training rows (None: all)
+    clinc_per_intent: int | None  # sampled training questions per intent (None: all)
+    test_rows: int | None  # sampled evaluation rows (None: all)
+    epochs: int | None  # None: each recipe's own
+    recipes: tuple
+
+
+SUITES = {
+    "smoke": Suite("tiny", 60, 2, 60, 1, ("reference", "default", "layer_decay")),
+    "quick": Suite("default", 2000, 12, None, None,
+                   ("reference", "default", "layer_decay", "label_smoothing")),
+    "full": Suite("default", None, None, None, None,
+                  ("reference", "default", "layer_decay", "label_smoothing", "head_first",
+                   "class_weights")),
+}
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, encoding="utf-8", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def write_csv(path: Path, rows: list[dict]) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return path
+
+
+def sample_by(rows: list[dict], key: str, per_key: int | None, total: int | None,
+              seed: int = 0, keep_all: tuple = ()) -> list[dict]:
+    """A seeded sample: `per_key` rows of each value of `key` (every row of the values in
+    `keep_all`), or `total` rows stratified by it; everything when both are None. The same
+    sample for every recipe and seed."""
+    if per_key is None and total is None:
+        return rows
+    groups = defaultdict(list)
+    for row in rows:
+        groups[row[key]].append(row)
+    rng = random.Random(seed)
+    out = []
+    for value in sorted(groups):
+        group = groups[value]
+        n = per_key if per_key is not None else max(1, round(total * len(group) / len(rows)))
+        n = len(group) if value in keep_all else n
+        out += rng.sample(group, min(n, len(group)))
+    rng.shuffle(out)
+    return out
+
+
+def prepare(data: Path, suite: Suite, work: Path) -> dict:
+    """Writes each data set's sampled files under `work`; returns their paths and sizes."""
+    tfns_train = sample_by(read_csv(data / "tfns" / "train.csv"), "label", None,
+                           suite.tfns_train)
+    tfns_test = sample_by(read_csv(data / "tfns" / "validation.csv"), "label", None,
+                          suite.test_rows)
+    # All 100 out-of-scope training questions stay: the hand-off is learnt from them.
+    clinc_train = sample_by(read_csv(data / "clinc150" / "train.csv"), "intent",
+                            suite.clinc_per_intent, None, keep_all=("oos",))
+    clinc_val = sample_by(read_csv(data / "clinc150" / "validation.csv"), "intent", None,
+                          suite.test_rows)
+    clinc_test = sample_by(read_csv(data / "clinc150" / "test.csv"), "intent", None,
+                           suite.test_rows)
+    return {
+        "tfns": {"train": write_csv(work / "tfns_train.csv", tfns_train),
+                 "test": write_csv(work / "tfns_test.csv", tfns_test),
+                 "sizes": {"train": len(tfns_train), "test": len(tfns_test)}},
+        "clinc150": {"train": write_csv(work / "clinc_train.csv", clinc_train),
+                     "validation": write_csv(work / "clinc_validation.csv", clinc_val),
+                     "test": write_csv(work / "clinc_test.csv", clinc_test),
+                     "sizes": {"train": len(clinc_train), "validation": len(clinc_val),
+                               "test": len(clinc_test)}},
+    }
+
+
+def tfapp_overrides(dataset: str, files: dict) -> tuple[str, list[str]]:
+    """(task, --set overrides) that point tfapp at a data set's files."""
+    if dataset == "tfns":
+        return "sentiment", [f"data.train_file={files['train']}",
+                             f"data.test_file={files['test']}", "data.split=[0.9,0.1,0.0]",
+                             "sentiment.topic_column=null"]
+    return "qa", [f"data.train_file={files['train']}",
+                  f"data.validation_file={files['validation']}",
+                  f"data.test_file={files['test']}", "qa.mode=intent",
+                  "qa.question_column=text", "qa.answer_id_column=intent",
+                  "qa.out_of_scope_label=oos"]
+
+
+def headline(dataset: str, test: dict) -> dict:
+    if dataset == "tfns":
+        report = test["sentiment"]
+        return {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
+    o = test["out_of_scope"]
+    return {"in_scope_accuracy": o["in_scope_accuracy"],
+            "out_of_scope_recall": o["out_of_scope_recall"],
+            "in_scope_coverage": o["in_scope_coverage"]}
+
+
+def run_tfapp(dataset: str, files: dict, recipe: str, seed: int, suite: Suite,
+              work: Path) -> dict:
+    task, sets = tfapp_overrides(dataset, files)
+    sets += RECIPES[recipe] + [f"seed={seed}", "export.enabled=false"]
+    if suite.epochs:
+        sets.append(f"train.epochs={suite.epochs}")
+    run_dir = work / "runs" / dataset / recipe / f"seed{seed}"
+    command = [sys.executable, "-m", "tfapp.train", "--task", task, "--backbone",
+               suite.backbone, "--run-dir", str(run_dir)]
+    for s in sets:
+        command += ["--set", s]
+    start = time.perf_counter()
+    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
+    if result.returncode:
+        raise SystemExit(f"{dataset}/{recipe}/seed {seed} failed:\n{result.stderr[-3000:]}")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    epochs = len(next(iter(metrics["history"].values())))
+    return {**headline(dataset, metrics["test"]), "seconds": round(time.perf_counter() - start, 1),
+            "epochs_run": epochs}
+
+
+def run_reference(dataset: str, files: dict, seed: int, suite: Suite) -> dict:
+    from bench.quality_reference import EPOCHS, fine_tune
+    from tfapp.core.metrics import classification_report
+
+    label_key = "label" if dataset == "tfns" else "intent"
+    train, test = read_csv(files["train"]), read_csv(files["test"])
+    labels = sorted({r[label_key] for r in train})
+    index = {label: i for i, label in enumerate(labels)}
+    y_train = np.array([index[r[label_key]] for r in train])
+    y_test = np.array([index[r[label_key]] for r in test])
+    predicted, seconds = fine_tune(suite.backbone, [r["text"] for r in train], y_train,
+                                   [r["text"] for r in test], len(labels), seed,
+                                   epochs=suite.epochs or EPOCHS)
+    out = {"seconds": round(seconds, 1), "epochs_run": suite.epochs or EPOCHS}
+    if dataset == "tfns":
+        report = classification_report(y_test, predicted, labels)
+        return {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"], **out}
+    oos = index["oos"]
+    in_scope = y_test != oos
+    # The plain model has no threshold: out of scope only when it predicts the oos class.
+    return {"in_scope_accuracy": float((predicted == y_test)[in_scope].mean()),
+            "out_of_scope_recall": float((predicted == oos)[~in_scope].mean()),
+            "in_scope_coverage": float((predicted != oos)[in_scope].mean()), **out}
+
+
+def summarise(runs: list[dict]) -> dict:
+    keys = [k for k in runs[0] if isinstance(runs[0][k], (int, float))]
+    out = {}
+    for k in keys:
+        values = [r[k] for r in runs]
+        out[k] = {"mean": statistics.fmean(values),
+                  "std": statistics.stdev(values) if len(values) > 1 else 0.0}
+    return out
+
+
+METRICS = {"tfns": ["accuracy", "macro_f1"],
+           "clinc150": ["in_scope_accuracy", "out_of_scope_recall", "in_scope_coverage"]}
+
+
+def markdown(result: dict) -> str:
+    lines = [f"# Model quality on real text ({result['suite']} suite)", "",
+             f"Generated by `{result['command']}` on {result['date']} "
+             f"({result['machine']['cpu']}, {result['machine']['cores']} cores); raw results "
+             f"in `bench/quality.json`. Mean ± standard deviation over seeds "
+             f"{', '.join(map(str, result['seeds']))}; seconds = wall time of one training "
+             f"run (tfapp: the whole `tfapp.train` command, evaluation included).", ""]
+    for dataset, block in result["datasets"].items():
+        sizes = ", ".join(f"{k} {v}" for k, v in block["sizes"].items())
+        lines += [f"## {dataset} ({sizes})", "",
+                  "| recipe | " + " | ".join(METRICS[dataset]) + " | seconds | epochs |",
+                  "|---" * (len(METRICS[dataset]) + 3) + "|"]
+        for recipe, summary in block["summary"].items():
+            cells = [f"{summary[m]['mean']:.4f} ± {summary[m]['std']:.4f}"
+                     for m in METRICS[dataset]]
+            lines.append(f"| {recipe} | " + " | ".join(cells) +
+                         f" | {summary['seconds']['mean']:.0f} | "
+                         f"{summary['epochs_run']['mean']:.1f} |")
+        lines.append("")
+    lines += ["Recipes: `reference` = plain keras-hub fine-tune (mean pooling, dense head, "
+              "AdamW 5e-5 linear decay, 3 epochs, length 64, float32); `default` = "
+              "`python -m tfapp.train` with the shipped config; the others = the default "
+              "plus one lever:", ""]
+    lines += [f"- `{name}`: {', '.join(sets) or 'nothing'}" for name, sets in RECIPES.items()
+              if name in result["recipes"]]
+    return "\n".join(lines) + "\n"
+
+
+def machine() -> dict:
+    cpu = platform.processor()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    import os
+
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version()}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--suite", choices=sorted(SUITES), default="quick")
+    parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="folder with tfns/ and "
+                        "clinc150/ (default: ../shared/data)")
+    parser.add_argument("--recipes", help="comma-separated subset of the suite's recipes")
+    parser.add_argument("--datasets", default="tfns,clinc150")
+    parser.add_argument("--out", default=str(REPO / "bench"),
+                        help="where QUALITY.md and quality.json go (default: bench/)")
+    parser.add_argument("--work", default=str(REPO / "bench" / "results" / "quality"),
+                        help="sampled data and run directories")
+    args = parser.parse_args(argv)
+    suite = SUITES[args.suite]
+    recipes = args.recipes.split(",") if args.recipes else list(suite.recipes)
+    unknown = [r for r in recipes if r != "reference" and r not in RECIPES]
+    if unknown or args.seeds < 1:
+        raise SystemExit(f"error: unknown recipe '{unknown[0]}'" if unknown
+                         else "error: --seeds must be >= 1")
+    data = Path(args.data)
+    if not (data / "tfns").is_dir() or not (data / "clinc150").is_dir():
+        raise SystemExit(f"error: {data}: expected the folders tfns/ and clinc150/")
+    work = Path(args.work)
+    files = prepare(data, suite, work / "data")
+    seeds = list(range(1, args.seeds + 1))
+    result = {"suite": args.suite, "seeds": seeds, "recipes": recipes,
+              "command": "python -m bench.quality " + " ".join(argv or sys.argv[1:]),
+              "date": dt.datetime.now().isoformat(timespec="seconds"), "machine": machine(),
+              "datasets": {}}
+    started = time.perf_counter()
+    for dataset in args.datasets.split(","):
+        if dataset == "clinc150" and "class_weights" in recipes:
+            names = [r for r in recipes if r != "class_weights"]
+        else:
+            names = recipes
+        block = {"sizes": files[dataset]["sizes"], "runs": {}, "summary": {}}
+        for recipe in names:
+            runs = []
+            for seed in seeds:
+                run = (run_reference(dataset, files[dataset], seed, suite)
+                       if recipe == "reference"
+                       else run_tfapp(dataset, files[dataset], recipe, seed, suite, work))
+                print(f"[quality] {dataset} {recipe} seed {seed}: "
+                      + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                                  for k, v in run.items()), flush=True)
+                runs.append(run)
+            block["runs"][recipe] = runs
+            block["summary"][recipe] = summarise(runs)
+        result["datasets"][dataset] = block
+    result["wall_seconds"] = round(time.perf_counter() - started, 1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "quality.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "QUALITY.md").write_text(markdown(result))
+    print(markdown(result))
+    print(f"[quality] wrote {out / 'QUALITY.md'} and {out / 'quality.json'} "
+          f"in {result['wall_seconds']:.0f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""bench.quality runs end to end on generated data with the tiny backbone (smoke suite) and
+writes QUALITY.md and quality.json from the run. No quality asserts: numbers from the tiny
+backbone mean nothing."""
+import csv
+import json
+import random
+
+import pytest
+
+from conftest import KEYWORDS, run_cli
+
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
+
+def write(path, header, rows):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(header)
+        writer.writerows(rows)
+
+
+def fake_data(root, seed=0):
+    rng = random.Random(seed)
+    for split, n in (("train", 40), ("validation", 12)):
+        write(root / "tfns" / f"{split}.csv", ["text", "label"],
+              [(f"shares {rng.choice(words)} today", label)
+               for label, words in KEYWORDS.items() for _ in range(n)])
+    for split, n in (("train", 6), ("validation", 3), ("test", 3)):
+        rows = [(f"{word} {rng.choice(['please', 'now', 'today'])}", f"intent_{word}")
+                for word in ("balance", "transfer", "card") for _ in range(n)]
+        rows += [(f"tell me a joke {i}", "oos") for i in range(n)]
+        write(root / "clinc150" / f"{split}.csv", ["text", "intent"], rows)
+
+
+def test_smoke_suite_writes_tables_from_the_run(tmp_path):
+    fake_data(tmp_path / "data")
+    result = run_cli("bench.quality", "--suite", "smoke", "--seeds", 2, "--recipes",
+                     "reference,default", "--data", tmp_path / "data", "--out", tmp_path,
+                     "--work", tmp_path / "work", timeout=900)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    data = json.loads((tmp_path / "quality.json").read_text())
+    assert data["seeds"] == [1, 2] and set(data["datasets"]) == {"tfns", "clinc150"}
+    for dataset, metric in (("tfns", "macro_f1"), ("clinc150", "out_of_scope_recall")):
+        runs = data["datasets"][dataset]["runs"]
+        assert set(runs) == {"reference", "default"}
+        assert all(len(r) == 2 and 0 <= r[0][metric] <= 1 for r in runs.values())
+        summary = data["datasets"][dataset]["summary"]["default"][metric]
+        values = [r[metric] for r in runs["default"]]
+        assert summary["mean"] == pytest.approx(sum(values) / 2)
+    table = (tmp_path / "QUALITY.md").read_text()
+    assert "| reference |" in table and "| default |" in table and "seeds 1, 2" in table
+
+
+def test_missing_data_folder_is_a_one_line_error(tmp_path):
+    result = run_cli("bench.quality", "--data", tmp_path / "nowhere", "--out", tmp_path)
+    assert result.returncode != 0
+    assert "expected the folders tfns/ and clinc150/" in result.stderr
+    assert not (tmp_path / "QUALITY.md").exists()
