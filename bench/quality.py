@@ -60,7 +60,7 @@ class Suite:
 
 SUITES = {
     "smoke": Suite("tiny", 60, 2, 60, 1, ("reference", "default", "layer_decay")),
-    "quick": Suite("default", 2000, 12, None, None,
+    "quick": Suite("default", 1200, 8, None, None,
                    ("reference", "default", "layer_decay", "label_smoothing")),
     "full": Suite("default", None, None, None, None,
                   ("reference", "default", "layer_decay", "label_smoothing", "head_first",
