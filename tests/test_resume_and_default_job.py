@@ -29,6 +29,8 @@ def test_killed_run_resumes_from_backup(tmp_path):
     proc.wait()
     log = "".join(first)
     assert "[tfapp] epoch 2:" in log, log[-3000:]
+    first_losses = [float(x) for x in re.findall(r"^\[tfapp\] epoch \d+: loss ([0-9.]+)", log,
+                                                  re.M)]
     assert re.search(r"train: \d+ of 474 texts longer than 14 word pieces were truncated", log)
     assert (run_dir / "backup").is_dir() and not (run_dir / "metrics.json").exists()
 
@@ -38,7 +40,10 @@ def test_killed_run_resumes_from_backup(tmp_path):
     epochs = [int(n) for n in re.findall(r"^\[tfapp\] epoch (\d+):", result.stdout, re.M)]
     assert epochs[0] in (2, 3) and epochs[-1] == 4, epochs  # not restarted from epoch 1
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    assert len(metrics["history"]["loss"]) == 4 - epochs[0] + 1
+    # The history is whole: the epochs before the kill come from the backup's state.
+    assert len(metrics["history"]["loss"]) == 4
+    assert metrics["history"]["loss"][:epochs[0] - 1] == pytest.approx(
+        first_losses[:epochs[0] - 1], abs=1e-4)
     # Same number of optimizer steps as an uninterrupted 4-epoch run.
     steps_per_epoch = int(re.search(r"training: (\d+) steps/epoch", log)[1])
     assert metrics["optimizer_steps"] == 4 * steps_per_epoch

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 import tfapp  # noqa: F401
-from tfapp.core.errors import cli_main
+from tfapp.core.errors import ConfigError, cli_main
 
 
 @cli_main
@@ -17,6 +17,9 @@ def main(argv=None):
     parser.add_argument("--base", help="export base (default: RUN/export); the model "
                         "goes to BASE/<task>/<version>")
     args = parser.parse_args(argv)
+    if args.version is not None and args.version < 1:
+        raise ConfigError(f"--version must be >= 1 (TF Serving loads positive integer "
+                          f"versions), got {args.version}")
     from tfapp.core.log import say
     from tfapp.core.rundir import dir_size_bytes
     from tfapp.serving.export import export_saved_model

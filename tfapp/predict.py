@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 import tfapp  # noqa: F401
-from tfapp.core.errors import DataError, TfappError, cli_main
+from tfapp.core.errors import ConfigError, DataError, TfappError, cli_main
 from tfapp.core.export_layout import resolve_export
 
 
@@ -70,6 +70,8 @@ def main(argv=None):
     parser.add_argument("--signature", default="serving_default")
     parser.add_argument("--batch-size", type=int, default=64)
     args = parser.parse_args(argv)
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     texts = list(args.text) + (read_texts(args.file, args.column) if args.file else [])
     if not texts:
         parser.error("give --text or --file")

@@ -41,6 +41,10 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.top_k is not None and args.top_k < 1:
         raise ConfigError("--top-k must be >= 1")
+    if args.target_precision is not None and not 0 < args.target_precision <= 1:
+        raise ConfigError(f"--target-precision must be in (0, 1], got {args.target_precision}")
+    if args.version is not None and args.version < 1:
+        raise ConfigError(f"--version must be >= 1, got {args.version}")
 
     from tasks.qa.answer_bank import example_inputs, read_answer_bank
     from tasks.qa.index import RECORD_FILE, reindexed_root

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 
 import tfapp  # noqa: F401
-from tfapp.core.errors import cli_main
+from tfapp.core.errors import ConfigError, cli_main
 
 
 @cli_main
@@ -23,6 +23,9 @@ def main(argv=None):
     parser.add_argument("--run", required=True, help="finished run directory")
     parser.add_argument("--version", type=int, help="export version (default: next)")
     args = parser.parse_args(argv)
+    if args.version is not None and args.version < 1:
+        raise ConfigError(f"--version must be >= 1 (TF Serving loads positive integer "
+                          f"versions), got {args.version}")
     from tfapp.compression.quantize import quantize_run
 
     quantize_run(args.run, args.version)

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 import tfapp  # noqa: F401
-from tfapp.core.errors import cli_main
+from tfapp.core.errors import ConfigError, cli_main
 
 
 @cli_main
@@ -24,6 +24,12 @@ def main(argv=None):
     parser.add_argument("--num-batch-threads", type=int, default=4)
     parser.add_argument("--max-enqueued-batches", type=int, default=100)
     args = parser.parse_args(argv)
+    for flag in ("num_versions", "max_batch_size", "num_batch_threads", "max_enqueued_batches"):
+        if getattr(args, flag) < 1:
+            raise ConfigError(f"--{flag.replace('_', '-')} must be >= 1, "
+                              f"got {getattr(args, flag)}")
+    if args.batch_timeout_micros < 0:
+        raise ConfigError(f"--batch-timeout-micros must be >= 0, got {args.batch_timeout_micros}")
 
     from tfapp.core.export_layout import exported_models
     from tfapp.core.log import say

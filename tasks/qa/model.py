@@ -74,6 +74,11 @@ class KerasTextEncoder(tf.Module):
         return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
 
 
+def tsv_field(text: str) -> str:
+    """One TSV field: tabs, carriage returns and line breaks would split rows or columns."""
+    return " ".join(text.split())
+
+
 class BankProjector(keras.callbacks.Callback):
     """At the end of training, writes the answer bank's embeddings with their ids and texts
     for TensorBoard's embedding projector (logs/projector)."""
@@ -88,9 +93,8 @@ class BankProjector(keras.callbacks.Callback):
         bank = self.task.bank
         embeddings = self.task.embed(self.model, bank.texts, self.packer)
         self.log_dir.mkdir(parents=True, exist_ok=True)
-        clean = lambda s: s.replace("\t", " ").replace("\n", " ")  # noqa: E731
         (self.log_dir / "metadata.tsv").write_text(
-            "id\tanswer\n" + "".join(f"{clean(i)}\t{clean(t)}\n"
+            "id\tanswer\n" + "".join(f"{tsv_field(i)}\t{tsv_field(t)}\n"
                                      for i, t in zip(bank.ids, bank.texts)),
             encoding="utf-8")
         variable = tf.Variable(embeddings, name="answer_bank")

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import tfapp  # noqa: F401
 from tfapp.core.errors import ConfigError, TfappError, cli_main
+from tfapp.core.markdown import code_block
 from tasks.sentiment.stream import StreamFields, StreamReader
 from tasks.sentiment.surge import Scored, SurgeConfig, SurgeDetector, Window
 
@@ -110,7 +111,8 @@ class Outputs:
             self.alerts_file.write(json.dumps(record, ensure_ascii=False) + "\n")
             self.alerts_file.flush()
             with self.writer.as_default(step=int(w.start)):
-                self.tf.summary.text(f"alerts/{w.topic}", json.dumps(record, indent=1))
+                self.tf.summary.text(f"alerts/{w.topic}",
+                                     code_block(json.dumps(record, indent=1)))
 
     def close(self, summary: dict) -> None:
         from tfapp.core.rundir import write_json

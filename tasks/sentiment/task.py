@@ -72,10 +72,27 @@ class SentimentTask(Task):
 
     def _raw(self, path) -> list[tuple[int, dict]]:
         rows = read_rows(path, self._columns(), self.config.data.format)
+        p = self.params
         for row, values in rows:
-            if not values[self.params.text_column].strip():
-                raise DataError(path, "empty text", row, self.params.text_column)
+            if not values[p.text_column].strip():
+                raise DataError(path, "empty text", row, p.text_column)
+            for column in self._columns()[1:]:
+                if not values[column].strip():
+                    raise DataError(path, "empty label", row, column)
         return rows
+
+    def _check_labels(self) -> None:
+        p = self.params
+        for key, labels in (("labels", p.labels), ("topic_labels", p.topic_labels)):
+            if labels is None:
+                continue
+            repeated = [label for label in labels if labels.count(label) > 1]
+            if repeated:
+                raise ConfigError(f"sentiment.{key}: '{repeated[0]}' appears more than once")
+            if len(labels) < 2:
+                raise ConfigError(
+                    f"sentiment.{key}: {len(labels)} label(s) {labels}; a classifier needs at "
+                    f"least two (null learns them from the training file)")
 
     @staticmethod
     def _encode(path, rows, column: str, vocab: list[str]) -> np.ndarray:
@@ -101,6 +118,7 @@ class SentimentTask(Task):
     def load_splits(self) -> dict[str, Examples]:
         p, d = self.params, self.config.data
         train_path = d.train_file or str(self.sample_file())
+        self._check_labels()
         files = {"train": train_path, "validation": d.validation_file, "test": d.test_file}
         raw = {split: self._raw(path) for split, path in files.items() if path}
         # Label vocabularies not fixed in the config come from the training file; they are
@@ -109,6 +127,12 @@ class SentimentTask(Task):
             p.labels = sorted({v[p.label_column].strip() for _, v in raw["train"]})
         if p.topic_column and p.topic_labels is None:
             p.topic_labels = sorted({v[p.topic_column].strip() for _, v in raw["train"]})
+        for column in self._columns()[1:]:
+            present = sorted({v[column].strip() for _, v in raw["train"]})
+            if len(present) < 2:
+                raise DataError(train_path, f"only {len(present)} distinct value(s) "
+                                            f"({', '.join(present) or 'none'}) in the training "
+                                            f"data; a classifier needs at least two", field=column)
         self._check_class_weights()
         examples = {split: self._examples(files[split], rows) for split, rows in raw.items()}
         return self.complete_splits(

@@ -7,6 +7,7 @@ Unknown keys anywhere are errors, so a typo never silently falls back to a defau
 from __future__ import annotations
 
 import dataclasses
+import math
 import types
 import typing
 from pathlib import Path
@@ -168,14 +169,19 @@ def _coerce(value, tp, where: str):
             return value
         raise ConfigError(f"{where}: expected an integer, got {value!r}")
     if tp is float:
+        number = None
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
-        if isinstance(value, str):  # YAML 1.1 reads 5e-5 as a string
+            number = float(value)
+        elif isinstance(value, str):  # YAML 1.1 reads 5e-5 as a string
             try:
-                return float(value)
+                number = float(value)
             except ValueError:
                 pass
-        raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if number is None:
+            raise ConfigError(f"{where}: expected a number, got {value!r}")
+        if not math.isfinite(number):
+            raise ConfigError(f"{where}: expected a finite number, got {value!r}")
+        return number
     if tp is str:
         if isinstance(value, (str, int, float)) and not isinstance(value, bool):
             return str(value)
@@ -276,6 +282,8 @@ def validate(cfg: Config, source: str) -> None:
         (cfg.backbone.exact_gelu in ("auto", "true", "false"),
          "backbone.exact_gelu must be auto, true or false"),
         (cfg.train.epochs >= 1, "train.epochs must be >= 1"),
+        (cfg.export.version is None or cfg.export.version >= 1,
+         "export.version must be >= 1 (TF Serving loads positive integer versions)"),
         (cfg.train.global_batch_size >= 1, "train.global_batch_size must be >= 1"),
         (cfg.train.learning_rate > 0, "train.learning_rate must be > 0"),
         (0 <= cfg.train.warmup_ratio < 1, "train.warmup_ratio must be in [0, 1)"),

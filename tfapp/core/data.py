@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
 from pathlib import Path
 from typing import Iterable, Sequence
 
@@ -50,6 +51,10 @@ def _csv_rows(path: Path, columns: Sequence[str], delimiter: str):
             raise DataError(path, "file is empty (expected a header row and data rows)")
         for col in header:
             _check_utf8(path, 1, col, col)
+        repeated = [c for c in columns if header.count(c) > 1]
+        if repeated:
+            raise DataError(path, f"column '{repeated[0]}' appears {header.count(repeated[0])} "
+                                  f"times in the header", row=1, field=repeated[0])
         missing = [c for c in columns if c not in header]
         if missing:
             raise DataError(path, f"column '{missing[0]}' not found in header "
@@ -88,9 +93,12 @@ def _jsonl_rows(path: Path, columns: Sequence[str]):
                 if col not in record:
                     raise DataError(path, f"key '{col}' missing", line_no, col)
                 value = record[col]
+                if value is None or (isinstance(value, float) and not math.isfinite(value)):
+                    value = ""  # null / NaN: a missing value, as an empty CSV field
                 # A JSON list (e.g. item ids of a click history) reads as space-separated.
-                out[col] = ("" if value is None else " ".join(map(str, value))
-                            if isinstance(value, list) else str(value))
+                out[col] = (" ".join(map(str, value)) if isinstance(value, list)
+                            else str(value))
+                _check_utf8(path, line_no, col, out[col])  # e.g. a lone surrogate "\ud800"
             yield line_no, out
 
 

@@ -10,6 +10,8 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfapp.core import markdown
+
 
 def confusion_matrix_png(cm: np.ndarray, labels: list[str], title: str) -> bytes:
     """Renders a confusion matrix (rows: true, columns: predicted) as PNG bytes."""
@@ -38,10 +40,6 @@ def confusion_matrix_png(cm: np.ndarray, labels: list[str], title: str) -> bytes
     return buf.getvalue()
 
 
-def _md_cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")
-
-
 class ClassificationReport(keras.callbacks.Callback):
     """Each epoch: predicts the validation set and writes to TensorBoard a confusion-matrix
     image, per-class precision/recall and a markdown table of misclassified examples, for
@@ -67,8 +65,9 @@ class ClassificationReport(keras.callbacks.Callback):
         wrong = np.flatnonzero(y_pred != self.y_true)
         rows = ["| text | true | predicted | p(predicted) |", "|---|---|---|---|"]
         for i in wrong[: self.max_examples]:
-            rows.append(f"| {_md_cell(self.texts[i])} | {self.labels[self.y_true[i]]} | "
-                        f"{self.labels[y_pred[i]]} | {probs[i, y_pred[i]]:.3f} |")
+            true, predicted = self.labels[self.y_true[i]], self.labels[y_pred[i]]
+            rows.append(f"| {markdown.escape(self.texts[i])} | {markdown.escape(true)} | "
+                        f"{markdown.escape(predicted)} | {probs[i, y_pred[i]]:.3f} |")
         table = (f"{len(wrong)} of {len(y_pred)} validation examples misclassified"
                  + (f" (first {self.max_examples})" if len(wrong) > self.max_examples else "")
                  + "\n\n" + "\n".join(rows))

@@ -26,6 +26,10 @@ def _compare(name: str, expected: dict, actual: dict) -> None:
     for key, value in expected.items():
         got = actual[key].numpy()
         value = value.numpy()
+        if value.dtype.kind in "fc" and not (np.all(np.isfinite(value))
+                                             and np.all(np.isfinite(got))):
+            raise TfappError(f"export check failed: signature {name} output {key} has "
+                             f"non-finite values (NaN or inf); nothing was published")
         if value.dtype.kind in "fc":
             diff = float(np.max(np.abs(value - got))) if value.size else 0.0
             if diff > PARITY_TOLERANCE:
@@ -53,6 +57,9 @@ def publish_saved_model(root: tf.Module, signatures: dict, methods: dict,
     warmup requests, reload parity on `example_inputs`, then rename into place.
     `extra_files` ({relative path: text}) are written into the version before the rename."""
     model_base = Path(model_base)
+    if version is not None and version < 1:
+        raise TfappError(f"export version must be >= 1 (TF Serving loads positive integer "
+                         f"versions), got {version}")
     version = version if version is not None else next_version(model_base)
     final = model_base / str(version)
     if final.exists():

@@ -10,6 +10,8 @@ EarlyStopping, best checkpoint, progress line) and the multi-worker preparation 
 from __future__ import annotations
 
 import dataclasses
+import fcntl
+import math
 import shutil
 import sys
 from pathlib import Path
@@ -19,14 +21,78 @@ import keras
 
 from tfapp.core import distribute
 from tfapp.core.backbone import LoadedBackbone, load_backbone
-from tfapp.core.config import Config
-from tfapp.core.errors import ConfigError
+from tfapp.core.config import Config, read_yaml
+from tfapp.core.errors import ConfigError, TfappError
 from tfapp.core.log import say
 from tfapp.core.rundir import atomic_write_text, new_run_dir
 from tfapp.training.optimizer import compile_with_optimizer
 from tfapp.training.progress import TrainingStats
+from tfapp.training.resume import ResumableBest
 
 BEST_CHECKPOINT = Path("checkpoints") / "best.weights.h5"
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stops training at the first batch whose loss, or epoch whose validation metrics,
+    are NaN or infinite, and remembers where (Keras' TerminateOnNaN only stops)."""
+
+    def __init__(self):
+        super().__init__()
+        self.where = None
+
+    def _check(self, logs, where):
+        bad = [k for k, v in (logs or {}).items()
+               if isinstance(v, (int, float)) and not math.isfinite(v)]
+        if bad and self.where is None:
+            self.where = f"{bad[0]} is {logs[bad[0]]} at {where}"
+            self.model.stop_training = True
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._check(logs, f"step {batch + 1}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._check(logs, f"the end of epoch {epoch + 1}")
+
+
+def lock_run_dir(path: Path):
+    """An exclusive lock on RUN/.lock, held until the process ends: a second training into
+    the same run directory stops with one line instead of interleaving with the first."""
+    handle = open(path / ".lock", "a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.close()
+        raise TfappError(f"{path} is in use by another training (locked: {path / '.lock'}); "
+                         f"wait for it to finish or choose another --run-dir") from None
+    return handle
+
+
+def _flatten(tree, prefix=""):
+    if isinstance(tree, dict):
+        out = {}
+        for key, value in tree.items():
+            out.update(_flatten(value, f"{prefix}{key}."))
+        return out
+    return {prefix[:-1]: tree}
+
+
+def check_same_config(saved_path: Path, cfg: Config) -> None:
+    """A resumed run must train what its backup was made with: another training file, a
+    dropped head or a new learning rate would silently skip optimizer state or restart
+    the schedule. Refuses, naming the keys that differ."""
+    if not saved_path.is_file():
+        return
+    saved = _flatten(read_yaml(saved_path))
+    now = _flatten(cfg.to_dict())
+    # Where the run writes and what it profiles do not change what it trains.
+    ignore = {"run.dir", "run.root", "train.profile_steps"}
+    differ = sorted(k for k in saved.keys() | now.keys()
+                    if k not in ignore and saved.get(k) != now.get(k))
+    if differ:
+        shown = ", ".join(f"{k} ({saved.get(k)!r} -> {now.get(k)!r})" for k in differ[:5])
+        raise TfappError(f"{saved_path.parent}: cannot resume with a different config: {shown}"
+                         + (f" and {len(differ) - 5} more" if len(differ) > 5 else "")
+                         + "; re-run with the same settings or choose another --run-dir")
 
 
 @dataclasses.dataclass
@@ -35,6 +101,8 @@ class RunContext:
     placement: distribute.Placement
     path: Optional[Path] = None
     resuming: bool = False
+    guard: StopOnNonFinite = dataclasses.field(default_factory=StopOnNonFinite)
+    best_state: Optional[ResumableBest] = None
 
     @classmethod
     def start(cls, cfg: Config) -> "RunContext":
@@ -90,7 +158,11 @@ class RunContext:
         cfg = self.cfg
         self.resuming = (self.path / "backup").is_dir()
         self.path.mkdir(parents=True, exist_ok=True)
+        if self.chief:
+            self._lock = lock_run_dir(self.path)
         cfg.run.dir = str(self.path)
+        if self.resuming:
+            check_same_config(self.path / "config.yaml", cfg)
         if self.chief:
             atomic_write_text(self.path / "config.yaml", cfg.to_yaml())
         say(f"run dir: {self.path}" + (" (resuming from its backup)" if self.resuming else ""))
@@ -124,31 +196,45 @@ class RunContext:
         TensorBoard read the logs. With `monitor` (log key, 'max' | 'min'): early stopping
         that restores the best weights, and the best checkpoint."""
         train_cfg = self.cfg.train
-        callbacks = [
-            *first,
-            TrainingStats(examples_per_epoch, summary_keys, printer=say),
-            # One backup per worker: they resume together from the same epoch.
-            keras.callbacks.BackupAndRestore(str(self.worker_dir / "backup")),
-        ]
+        callbacks = [self.guard, *first,
+                     TrainingStats(examples_per_epoch, summary_keys, printer=say)]
+        early_stopping = checkpoint = None
         if monitor:
-            callbacks.append(keras.callbacks.EarlyStopping(
+            early_stopping = keras.callbacks.EarlyStopping(
                 monitor=monitor[0], mode=monitor[1], patience=train_cfg.early_stopping_patience,
-                restore_best_weights=True, verbose=1))
+                restore_best_weights=True, verbose=1)
+            callbacks.append(early_stopping)
         if self.chief:
             callbacks.append(keras.callbacks.TensorBoard(
                 str(self.path / "logs"), update_freq="epoch",
                 profile_batch=tuple(train_cfg.profile_steps or (0, 0))))
             if monitor:
-                callbacks.append(keras.callbacks.ModelCheckpoint(
+                checkpoint = keras.callbacks.ModelCheckpoint(
                     str(self.path / BEST_CHECKPOINT), monitor=monitor[0], mode=monitor[1],
-                    save_best_only=True, save_weights_only=True))
+                    save_best_only=True, save_weights_only=True)
+                callbacks.append(checkpoint)
+        # One backup per worker: they resume together from the same epoch. The state
+        # BackupAndRestore lacks (best so far, patience, earlier epochs' logs) is saved
+        # just before it, so the two never disagree by more than the epoch being written.
+        backup = self.worker_dir / "backup"
+        self.best_state = ResumableBest(backup, early_stopping, checkpoint)
+        callbacks += [self.best_state, keras.callbacks.BackupAndRestore(str(backup))]
         return callbacks
 
     def fit(self, model: keras.Model, train_ds, val_ds, callbacks: list):
         """`model.fit` for the configured epochs; progress bars on a terminal, one line per
         epoch in logs."""
-        return model.fit(train_ds, validation_data=val_ds, epochs=self.cfg.train.epochs,
-                         callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+        history = model.fit(train_ds, validation_data=val_ds, epochs=self.cfg.train.epochs,
+                            callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
+        if self.guard.where is not None:
+            self.close()
+            best = self.path / BEST_CHECKPOINT
+            kept = (f"; the last good weights are in {best}" if self.chief and best.is_file()
+                    else "")
+            raise TfappError(f"training diverged: {self.guard.where}; nothing was exported or "
+                             f"published{kept} (lower train.learning_rate or raise "
+                             f"train.warmup_ratio)")
+        return history
 
     def close(self) -> None:
         """Removes a non-chief worker's scratch directory."""

@@ -101,7 +101,8 @@ def evaluate_served(ctx: RunContext, task, served, splits: dict, packer, history
                                         for k, v in calibration.items()))
         if ctx.chief:
             write_json(ctx.path / CALIBRATION_FILE, calibration)
-    metrics = {"history": {k: [float(v) for v in vals] for k, vals in history.history.items()},
+    metrics = {"history": ctx.best_state.history() if ctx.best_state is not None else
+               {k: [float(v) for v in vals] for k, vals in history.history.items()},
                # Restored by BackupAndRestore, so a resumed run counts its earlier steps.
                "optimizer_steps": int(keras.ops.convert_to_numpy(fitted.optimizer.iterations)),
                "validation": task.evaluate(served, splits["validation"], packer),
