@@ -64,8 +64,28 @@ def test_cli_end_to_end_writes_a_complete_run(tiny_run):
     for tag in ("epoch_loss", "epoch_learning_rate", "epoch_examples_per_second",
                 "epoch_sentiment_macro_f1", "sentiment/confusion_matrix",
                 "sentiment/misclassified", "topic/confusion_matrix",
-                "sentiment/precision/negative", "sentiment/recall/positive"):
+                "sentiment/precision/negative", "sentiment/recall/positive",
+                "sentiment/pr/negative/pr_curves", "topic/pr/markets/pr_curves",
+                "final/test/sentiment/macro_f1", "final/validation/topic/accuracy"):
         assert tag in tags, (tag, sorted(tags))
+
+
+def test_every_run_writes_its_hparams_for_tensorboard(tiny_run):
+    from tensorboard.plugins.hparams import plugin_data_pb2
+
+    run_dir, _ = tiny_run
+    hparams = {}
+    for path in (run_dir / "logs").glob("events.out.tfevents*"):
+        for event in tf.compat.v1.train.summary_iterator(str(path)):
+            for value in event.summary.value:
+                if value.metadata.plugin_data.plugin_name == "hparams":
+                    data = plugin_data_pb2.HParamsPluginData.FromString(
+                        value.metadata.plugin_data.content)
+                    if data.HasField("session_start_info"):
+                        hparams = {k: v.WhichOneof("kind") and getattr(v, v.WhichOneof("kind"))
+                                   for k, v in data.session_start_info.hparams.items()}
+    assert hparams["task"] == "sentiment" and hparams["backbone"] == "tiny"
+    assert hparams["epochs"] == 2 and hparams["layer_decay"] == 1.0
 
 
 def test_evaluate_cli_prints_table_and_writes_metrics(tiny_run, tmp_path):

@@ -9,6 +9,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import tensorflow as tf
+from tensorboard.plugins.pr_curve import summary as pr_curve_summary
 
 from tfapp.core import markdown
 
@@ -77,6 +78,10 @@ class ClassificationReport(keras.callbacks.Callback):
             for label, per_class in report["per_class"].items():
                 for name in ("precision", "recall"):
                     tf.summary.scalar(f"{self.output}/{name}/{label}", per_class[name])
+            for i, label in enumerate(self.labels):  # one-vs-rest precision-recall curve
+                curve = pr_curve_summary.pb(f"{self.output}/pr/{label}", self.y_true == i,
+                                            probs[:, i].astype(np.float32), num_thresholds=51)
+                tf.summary.experimental.write_raw_pb(curve.SerializeToString(), step=epoch)
         self.writer.flush()
 
 

@@ -18,6 +18,7 @@ from tfapp.core.errors import ConfigError
 from tfapp.core.log import say
 from tfapp.core.rundir import atomic_write_text, dir_size_bytes, write_json
 from tfapp.serving.export import export_saved_model
+from tfapp.training.hparams import write_hparams
 from tfapp.training.model_card import model_card
 from tfapp.training.optimizer import compile_with_optimizer
 from tfapp.training.restore import CALIBRATION_FILE, WEIGHTS_FILE, save_run_backbone
@@ -130,6 +131,7 @@ def publish(ctx: RunContext, task, model, served, packer, loaded, splits, metric
     metrics["wall_seconds"] = round(time.perf_counter() - started, 1)
     metrics["train_examples"] = task.training_size(splits["train"])
     write_json(run_path / "metrics.json", metrics)
+    write_hparams(run_path / "logs", cfg, metrics)
     atomic_write_text(run_path / "MODEL_CARD.md",
                       model_card(cfg, task, loaded, splits, metrics, export_dir, train_seconds))
 
