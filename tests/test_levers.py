@@ -1,5 +1,7 @@
 """Fine-tuning levers: layer-wise learning-rate decay, head-only steps before the backbone
 learns, and label smoothing; each a config key with range checks."""
+import json
+
 import numpy as np
 import pytest
 
@@ -112,3 +114,24 @@ def test_levers_train_end_to_end(tmp_path, task, extra):
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "layer_decay: 0.8" in result.stdout and "label_smoothing: 0.1" in result.stdout
     assert (tmp_path / "run" / "metrics.json").is_file()
+
+
+def test_task_adaptive_pretraining_switch(tmp_path):
+    import yaml
+
+    corpus = tmp_path / "unlabelled.txt"
+    corpus.write_text("the bank raised its dividend\nshares fell after the results\n" * 20)
+    run_dir = tmp_path / "run"
+    result = run_cli("tfapp.train", "--task", "sentiment", "--backbone", "tiny", "--epochs", 1,
+                     "--set", "train.tapt_epochs=1", "--set", f"train.tapt_corpus=[{corpus}]",
+                     "--set", "backbone.max_seq_length=32", "--run-dir", run_dir)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "task-adaptive pretraining: 1 epoch(s) of masked-LM on 474 training texts" \
+        in result.stdout
+    tapt = json.loads((run_dir / "tapt" / "metrics.json").read_text())
+    assert tapt["train_texts"] + tapt["validation_texts"] == 474 + 40
+    assert (run_dir / "tapt" / "backbone" / "model.weights.h5").is_file()
+    assert f"keras-hub preset {run_dir / 'tapt' / 'backbone'}" in result.stdout
+    saved = yaml.safe_load((run_dir / "config.yaml").read_text())
+    assert saved["backbone"]["name"] == str(run_dir / "tapt" / "backbone")
+    assert (run_dir / "export" / "sentiment" / "1" / "saved_model.pb").is_file()

@@ -73,6 +73,11 @@ class TrainConfig:
     frozen_backbone_steps: int = 0
     # Label smoothing of classification losses (sentiment, qa intent mode). 0: off.
     label_smoothing: float = 0.0
+    # Task-adaptive pretraining: this many epochs of masked-LM pretraining on the run's own
+    # training texts (plus tapt_corpus: unlabelled in-domain files or globs) before
+    # fine-tuning, into RUN/tapt/. 0: off.
+    tapt_epochs: int = 0
+    tapt_corpus: list[str] = dataclasses.field(default_factory=list)
     early_stopping_patience: int = 2
     jit_compile: bool = False  # XLA measured slower than plain TF on 2 CPU cores
     steps_per_execution: int = 1
@@ -290,6 +295,7 @@ def validate(cfg: Config, source: str) -> None:
         (0 < cfg.train.layer_decay <= 1, "train.layer_decay must be in (0, 1]"),
         (cfg.train.frozen_backbone_steps >= 0, "train.frozen_backbone_steps must be >= 0"),
         (0 <= cfg.train.label_smoothing < 1, "train.label_smoothing must be in [0, 1)"),
+        (cfg.train.tapt_epochs >= 0, "train.tapt_epochs must be >= 0"),
         (cfg.train.strategy in ("auto", "default", "mirrored", "multiworker", "tpu"),
          "train.strategy must be auto, default, mirrored, multiworker or tpu"),
         (cfg.train.precision in ("auto", "float32", "mixed_float16", "mixed_bfloat16"),
