@@ -37,8 +37,12 @@ def _check_utf8(path: Path, row: int, field: str, value: str) -> None:
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as e:
-        bad = value[e.start].encode("utf-8", "surrogateescape")
-        raise DataError(path, f"invalid UTF-8 (byte 0x{bad.hex()} at character {e.start})",
+        char = value[e.start]
+        if "\udc80" <= char <= "\udcff":  # an undecodable byte kept by surrogateescape
+            what = f"byte 0x{char.encode('utf-8', 'surrogateescape').hex()}"
+        else:  # e.g. a JSON escape "\ud800" with no pair
+            what = f"lone surrogate U+{ord(char):04X}"
+        raise DataError(path, f"invalid UTF-8 ({what} at character {e.start})",
                         row, field) from None
 
 
