@@ -82,13 +82,13 @@ def test_bad_training_file_names_file_row_and_field(tmp_path, setup, message):
 
 
 def test_labels_come_from_training_file_when_not_configured(tmp_path):
-    rows = [{"text": f"text {i}", "label": lab, "topic": "x"}
+    rows = [{"text": f"text {i}", "label": lab, "topic": "xy"[i % 2]}
             for i, lab in enumerate(["up", "down", "flat"] * 10)]
     task = task_for(tmp_path, **{"data.train_file": str(write_csv(tmp_path / "t.csv", rows)),
                                  "sentiment.labels": None})
     splits = task.load_splits()
     assert task.params.labels == ["down", "flat", "up"]
-    assert task.params.topic_labels == ["x"]
+    assert task.params.topic_labels == ["x", "y"]
     assert sum(len(s) for s in splits.values()) == 30
 
 
