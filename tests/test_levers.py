@@ -116,6 +116,8 @@ def test_levers_train_end_to_end(tmp_path, task, extra):
     assert (tmp_path / "run" / "metrics.json").is_file()
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_task_adaptive_pretraining_switch(tmp_path):
     import yaml
 

@@ -8,6 +8,9 @@ import pytest
 
 from conftest import run_cli, serve_fresh, write_csv
 
+# Three training jobs (~1 minute): with the integration set, which .ci/run also runs.
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
 TOPICS = ["shares", "dividend", "merger", "inflation", "earnings", "debt"]
 FILLER = ["the", "a", "of", "to", "in", "on", "for", "and", "with", "by", "from", "at"]
 

@@ -7,6 +7,9 @@ import pytest
 
 from conftest import REPO, run_cli
 
+# Five CLI jobs in a row (~2 minutes): with the integration set, which .ci/run also runs.
+pytestmark = [pytest.mark.slow, pytest.mark.integration]
+
 
 @pytest.fixture(scope="module")
 def orphaned_run(tmp_path_factory):
