@@ -4,6 +4,7 @@ Layers, bottom up:
   core        tfapp/core/ (and the tfapp package itself): config, data, backbone, distribute,
               run dirs, logging, errors, the task contract and registry
   workflows   tfapp/serving/ < tfapp/training/ < tfapp/pretraining/, tfapp/compression/
+              < tfapp/tuning/
   tasks       tasks/<task>/: one package per task with its scenario code
   commands    modules directly in tfapp/ (python -m tfapp.<command>) and bench/
 
@@ -21,7 +22,8 @@ import pytest
 from conftest import REPO
 
 ROOTS = ("tfapp", "tasks", "bench")
-WORKFLOW_RANK = {"serving": 1, "training": 2, "pretraining": 3, "compression": 3}
+WORKFLOW_RANK = {"serving": 1, "training": 2, "pretraining": 3, "compression": 3,
+                 "tuning": 4}
 
 
 def module_files(repo: Path) -> dict[str, Path]:

@@ -86,6 +86,7 @@ def test_every_run_writes_its_hparams_for_tensorboard(tiny_run):
                                    for k, v in data.session_start_info.hparams.items()}
     assert hparams["task"] == "sentiment" and hparams["backbone"] == "tiny"
     assert hparams["epochs"] == 2 and hparams["layer_decay"] == 1.0
+    assert hparams["ema_momentum"] == 0.0 and hparams["truncation"] == "head"
 
 
 def test_evaluate_cli_prints_table_and_writes_metrics(tiny_run, tmp_path):

@@ -16,16 +16,10 @@ def main(argv=None):
                         "an interrupted run resumes when given the same directory")
     args = parser.parse_args(argv)
     cfg, task_cls = resolve_config(args)
-    from tfapp.training.trainer import train  # heavy imports after the arguments are known good
+    # Heavy imports after the arguments are known good.
+    from tfapp.pretraining.adaptive import train_with_adaptation
 
-    run_dir = args.run_dir
-    if cfg.train.tapt_epochs:
-        from tfapp.core.rundir import new_run_dir
-        from tfapp.pretraining.adaptive import adapt_backbone
-
-        run_dir = run_dir or cfg.run.dir or str(new_run_dir(cfg.run.root, cfg.task))
-        adapt_backbone(cfg, task_cls, run_dir)
-    train(cfg, task_cls, run_dir)
+    train_with_adaptation(cfg, task_cls, args.run_dir)
 
 
 if __name__ == "__main__":

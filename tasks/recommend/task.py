@@ -23,7 +23,7 @@ from tasks.recommend.data import Impressions, RecommendConfig, read_impressions,
 from tasks.recommend.metrics import impression_metrics
 from tasks.recommend.model import RecommendModel
 from tasks.recommend.serving import ServingRecommender
-from tfapp.core.backbone import TextPacker, backbone_inputs, pooled_output
+from tfapp.core.backbone import backbone_inputs, pooled_output
 from tfapp.core.data import texts_only_dataset
 from tfapp.core.errors import ConfigError
 from tfapp.core.log import say
@@ -104,8 +104,7 @@ class RecommendTask(Task):
         return self._item_packer(packer)
 
     def _item_packer(self, packer):
-        return TextPacker(packer.tokenizer, min(self.params.item_max_length,
-                                                packer.max_seq_length))
+        return packer.with_length(min(self.params.item_max_length, packer.max_seq_length))
 
     def training_size(self, imps: Impressions) -> int:
         if self.params.loss == "pointwise":

@@ -234,19 +234,33 @@ def float32_clone(loaded: LoadedBackbone) -> LoadedBackbone:
     return LoadedBackbone(backbone, loaded.tokenizer, loaded.source, loaded.exact_gelu)
 
 
+TRUNCATIONS = ("head", "tail", "head_tail")
+
+
 class TextPacker:
     """In-graph text → BERT inputs: WordPiece, truncation to `max_seq_length`, [CLS] … [SEP].
 
     Pure TensorFlow + tensorflow-text ops, so it runs in tf.data and inside exported graphs.
     Sequences are padded only to the longest in the batch, never to `max_seq_length`.
+    truncation: which word pieces a long text keeps — head (the first), tail (the last) or
+    head_tail (the first quarter and the last three quarters of the budget: Sun et al. 2019
+    found the start and end of long reviews carry the most sentiment).
     """
 
-    def __init__(self, tokenizer, max_seq_length: int):
+    def __init__(self, tokenizer, max_seq_length: int, truncation: str = "head"):
+        if truncation not in TRUNCATIONS:
+            raise ValueError(f"truncation must be one of {', '.join(TRUNCATIONS)}, "
+                             f"got {truncation!r}")
         self.tokenizer = tokenizer
         self.max_seq_length = max_seq_length
+        self.truncation = truncation
         self.cls_id = tokenizer.token_to_id("[CLS]")
         self.sep_id = tokenizer.token_to_id("[SEP]")
         self.pad_id = tokenizer.token_to_id("[PAD]")
+
+    def with_length(self, max_seq_length: int) -> "TextPacker":
+        """The same tokenizer and truncation with another length budget."""
+        return TextPacker(self.tokenizer, max_seq_length, self.truncation)
 
     def word_pieces(self, texts) -> tf.RaggedTensor:
         """Untruncated word-piece ids, [batch, (pieces)]."""
@@ -259,9 +273,22 @@ class TextPacker:
                                      ragged_rank=1, inner_shape=())
         return tf.cast(ids, tf.int32)
 
+    def truncate(self, pieces: tf.RaggedTensor, budget: int) -> tf.RaggedTensor:
+        """Keeps at most `budget` pieces per row, chosen by `self.truncation`."""
+        if self.truncation == "head":
+            return pieces[:, :budget]
+        # Positions kept: the first `head` and the last `budget - head`; a row that fits
+        # keeps every position, because then length - (budget - head) <= head.
+        head = budget // 4 if self.truncation == "head_tail" else 0
+        lengths = pieces.row_lengths()
+        positions = tf.ragged.range(lengths)
+        tail_start = tf.expand_dims(lengths - (budget - head), 1)
+        keep = tf.logical_or(positions < head, positions >= tail_start)
+        return tf.ragged.boolean_mask(pieces, keep)
+
     def ragged_ids(self, texts) -> tf.RaggedTensor:
-        """[CLS] pieces[:max-2] [SEP], ragged [batch, (len)]."""
-        pieces = self.word_pieces(texts)[:, : self.max_seq_length - 2]
+        """[CLS] pieces (truncated to max - 2) [SEP], ragged [batch, (len)]."""
+        pieces = self.truncate(self.word_pieces(texts), self.max_seq_length - 2)
         batch = pieces.nrows()
         cls = tf.fill([batch, 1], self.cls_id)
         sep = tf.fill([batch, 1], self.sep_id)

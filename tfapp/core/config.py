@@ -49,6 +49,12 @@ class DataConfig:
     # batches, so every batch has one of a few fixed shapes: what TPUs (XLA) need.
     # Switched on automatically under --strategy tpu.
     static_shapes: bool = False
+    # Which word pieces a text longer than backbone.max_seq_length keeps:
+    # head | tail | head_tail (the first quarter and the last three quarters of the budget).
+    truncation: str = "head"
+    # Choose the max length from the training data: this percentile of its token lengths
+    # (rounded up to a multiple of 8, capped by backbone.max_seq_length). null: the cap.
+    length_percentile: Optional[float] = None
 
 
 @dataclasses.dataclass
@@ -78,6 +84,9 @@ class TrainConfig:
     # fine-tuning, into RUN/tapt/. 0: off.
     tapt_epochs: int = 0
     tapt_corpus: list[str] = dataclasses.field(default_factory=list)
+    # Weight averaging: evaluate, keep and export an exponential moving average of the
+    # weights (Keras optimizer EMA) with this momentum, e.g. 0.99. 0: off.
+    ema_momentum: float = 0.0
     early_stopping_patience: int = 2
     jit_compile: bool = False  # XLA measured slower than plain TF on 2 CPU cores
     steps_per_execution: int = 1
@@ -296,6 +305,11 @@ def validate(cfg: Config, source: str) -> None:
         (cfg.train.frozen_backbone_steps >= 0, "train.frozen_backbone_steps must be >= 0"),
         (0 <= cfg.train.label_smoothing < 1, "train.label_smoothing must be in [0, 1)"),
         (cfg.train.tapt_epochs >= 0, "train.tapt_epochs must be >= 0"),
+        (0 <= cfg.train.ema_momentum < 1, "train.ema_momentum must be in [0, 1)"),
+        (cfg.data.truncation in ("head", "tail", "head_tail"),
+         "data.truncation must be head, tail or head_tail"),
+        (cfg.data.length_percentile is None or 50 <= cfg.data.length_percentile <= 100,
+         "data.length_percentile must be null or in [50, 100]"),
         (cfg.train.strategy in ("auto", "default", "mirrored", "multiworker", "tpu"),
          "train.strategy must be auto, default, mirrored, multiworker or tpu"),
         (cfg.train.precision in ("auto", "float32", "mixed_float16", "mixed_bfloat16"),

@@ -143,15 +143,19 @@ def seeded_split(keys: Sequence, fractions: Sequence[float], seed: int) -> list[
     return [np.array(sorted(p), dtype=np.int64) for p in parts]
 
 
-def count_truncated(packer, texts: Sequence[str], batch_size: int = 256) -> tuple[int, int]:
-    """(number of texts longer than max_seq_length tokens, longest length in word pieces)."""
-    limit = packer.max_seq_length - 2
+def token_lengths(packer, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
+    """Untruncated word-piece count of every text."""
     lengths = []
     fn = tf.function(lambda t: packer.word_pieces(t).row_lengths())
     for start in range(0, len(texts), batch_size):
         lengths.append(fn(tf.constant(list(texts[start:start + batch_size]))).numpy())
-    lengths = np.concatenate(lengths) if lengths else np.zeros([0])
-    return int((lengths > limit).sum()), int(lengths.max(initial=0))
+    return np.concatenate(lengths) if lengths else np.zeros([0], np.int64)
+
+
+def count_truncated(packer, texts: Sequence[str], batch_size: int = 256) -> tuple[int, int]:
+    """(number of texts longer than max_seq_length tokens, longest length in word pieces)."""
+    lengths = token_lengths(packer, texts, batch_size)
+    return int((lengths > packer.max_seq_length - 2).sum()), int(lengths.max(initial=0))
 
 
 def text_dataset(

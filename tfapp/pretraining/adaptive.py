@@ -50,3 +50,16 @@ def adapt_backbone(cfg: Config, task_cls, run_path: Path) -> Path:
     say(f"fine-tuning from the adapted backbone {out}")
     cfg.backbone.name = str(out)
     return out
+
+
+def train_with_adaptation(cfg: Config, task_cls, run_dir=None) -> Path:
+    """One fine-tuning run (tfapp.train), after task-adaptive pretraining into the same run
+    directory when train.tapt_epochs is set; returns the run directory."""
+    from tfapp.training.trainer import train  # heavy: TensorFlow
+
+    if cfg.train.tapt_epochs:
+        from tfapp.core.rundir import new_run_dir
+
+        run_dir = run_dir or cfg.run.dir or str(new_run_dir(cfg.run.root, cfg.task))
+        adapt_backbone(cfg, task_cls, run_dir)
+    return train(cfg, task_cls, run_dir)

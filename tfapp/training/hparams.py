@@ -21,7 +21,10 @@ def hparams_of(cfg: Config) -> dict:
             "global_batch_size": t.global_batch_size, "warmup_ratio": t.warmup_ratio,
             "weight_decay": t.weight_decay, "layer_decay": t.layer_decay,
             "frozen_backbone_steps": t.frozen_backbone_steps,
-            "label_smoothing": t.label_smoothing, "precision": t.precision}
+            "label_smoothing": t.label_smoothing, "ema_momentum": t.ema_momentum,
+            "tapt_epochs": t.tapt_epochs, "truncation": cfg.data.truncation,
+            "dropout": -1.0 if b.dropout is None else b.dropout,  # -1: the checkpoint's
+            "precision": t.precision}
 
 
 def final_metrics(metrics: dict) -> dict:

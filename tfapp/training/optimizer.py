@@ -67,7 +67,7 @@ class FineTuningAdamW(keras.optimizers.AdamW):
 
 def make_optimizer(train_cfg, total_steps: int) -> keras.optimizers.Optimizer:
     """AdamW with linear warm-up then cosine decay to zero, global-norm clipping, and the
-    layer-decay / head-only-steps levers when configured."""
+    layer-decay / head-only-steps / weight-averaging (EMA) levers when configured."""
     warmup = int(round(train_cfg.warmup_ratio * total_steps))
     schedule = keras.optimizers.schedules.CosineDecay(
         initial_learning_rate=0.0 if warmup else train_cfg.learning_rate,
@@ -78,7 +78,9 @@ def make_optimizer(train_cfg, total_steps: int) -> keras.optimizers.Optimizer:
         layer_decay=train_cfg.layer_decay,
         frozen_backbone_steps=train_cfg.frozen_backbone_steps,
         learning_rate=schedule, weight_decay=train_cfg.weight_decay,
-        global_clipnorm=train_cfg.clip_norm if train_cfg.clip_norm > 0 else None)
+        global_clipnorm=train_cfg.clip_norm if train_cfg.clip_norm > 0 else None,
+        use_ema=train_cfg.ema_momentum > 0,
+        ema_momentum=train_cfg.ema_momentum if train_cfg.ema_momentum > 0 else 0.99)
     optimizer.exclude_from_weight_decay(var_names=NO_DECAY)
     return optimizer
 

@@ -27,7 +27,7 @@ from tfapp.core.log import say
 from tfapp.core.rundir import atomic_write_text, new_run_dir
 from tfapp.training.optimizer import compile_with_optimizer
 from tfapp.training.progress import TrainingStats
-from tfapp.training.resume import ResumableBest
+from tfapp.training.resume import ResumableBest, ResumableEMASwap
 
 BEST_CHECKPOINT = Path("checkpoints") / "best.weights.h5"
 
@@ -196,7 +196,14 @@ class RunContext:
         TensorBoard read the logs. With `monitor` (log key, 'max' | 'min'): early stopping
         that restores the best weights, and the best checkpoint."""
         train_cfg = self.cfg.train
-        callbacks = [self.guard, *first,
+        backup = self.worker_dir / "backup"
+        callbacks = [self.guard]
+        if train_cfg.ema_momentum > 0:
+            # Validation, the epoch-end callbacks after it (best checkpoint, early stopping's
+            # best weights, task metrics) and the final weights all see the averaged
+            # weights; training steps keep updating the raw ones.
+            callbacks.append(ResumableEMASwap(backup))
+        callbacks += [*first,
                      TrainingStats(examples_per_epoch, summary_keys, printer=say)]
         early_stopping = checkpoint = None
         if monitor:
@@ -216,7 +223,6 @@ class RunContext:
         # One backup per worker: they resume together from the same epoch. The state
         # BackupAndRestore lacks (best so far, patience, earlier epochs' logs) is saved
         # just before it, so the two never disagree by more than the epoch being written.
-        backup = self.worker_dir / "backup"
         self.best_state = ResumableBest(backup, early_stopping, checkpoint)
         callbacks += [self.best_state, keras.callbacks.BackupAndRestore(str(backup))]
         return callbacks

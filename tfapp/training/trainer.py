@@ -9,11 +9,12 @@ import warnings
 from pathlib import Path
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tfapp.core.backbone import TextPacker, float32_clone
 from tfapp.core.config import Config
-from tfapp.core.data import count_truncated
+from tfapp.core.data import count_truncated, token_lengths
 from tfapp.core.errors import ConfigError
 from tfapp.core.log import say
 from tfapp.core.rundir import atomic_write_text, dir_size_bytes, write_json
@@ -60,6 +61,24 @@ def check_export_version(cfg: Config, run_path: Path) -> None:
     if pinned is not None and (run_path / "export" / cfg.task / str(pinned)).exists():
         raise ConfigError(f"export.version {pinned} already exists under {run_path}; "
                           f"versions are never overwritten")
+
+
+def choose_max_length(cfg: Config, task, loaded, splits: dict) -> None:
+    """data.length_percentile: sets backbone.max_seq_length (before the resolved config is
+    written) to that percentile of the training texts' lengths, rounded up to a multiple
+    of 8 and capped by the configured length: long outliers then cost one truncation
+    instead of padded attention over the whole budget."""
+    percentile = cfg.data.length_percentile
+    texts = task.texts(splits["train"]) if percentile is not None else []
+    if not texts:
+        return
+    cap = cfg.backbone.max_seq_length
+    lengths = token_lengths(TextPacker(loaded.tokenizer, cap), texts) + 2  # [CLS], [SEP]
+    chosen = int(min(cap, max(8, -(-float(np.percentile(lengths, percentile)) // 8) * 8)))
+    say(f"backbone.max_seq_length {chosen}: the {percentile:g}th percentile of training "
+        f"token lengths is {np.percentile(lengths, percentile):.0f} (cap {cap}, "
+        f"longest {lengths.max()})")
+    cfg.backbone.max_seq_length = chosen
 
 
 def report_truncation(task, packer: TextPacker, splits: dict) -> None:
@@ -150,12 +169,13 @@ def train(cfg: Config, task_cls, run_dir: str | None = None, prepare=None) -> Pa
     splits = read_splits(task)
     # Resolve the backbone before writing, so a bad backbone leaves no half-made run.
     loaded = ctx.load_backbone()
+    choose_max_length(cfg, task, loaded, splits)
     check_export_version(cfg, ctx.choose_run_dir(run_dir, cfg.task))
     run_path = ctx.open_run_dir()
     if ctx.chief:
         save_run_backbone(loaded, run_path)
 
-    packer = TextPacker(loaded.tokenizer, cfg.backbone.max_seq_length)
+    packer = TextPacker(loaded.tokenizer, cfg.backbone.max_seq_length, cfg.data.truncation)
     report_truncation(task, packer, splits)
     train_ds, val_ds, steps = make_datasets(task, splits, packer, cfg.train.global_batch_size)
     with ctx.scope():
