@@ -45,6 +45,8 @@ RECIPES = {
     "label_smoothing": ["train.label_smoothing=0.1"],
     "head_first": ["train.frozen_backbone_steps=50"],
     "class_weights": ["sentiment.class_weights=balanced"],  # sentiment only
+    # ~50-step averaging horizon: a quick-suite run has ~150 steps in all.
+    "ema": ["train.ema_momentum=0.98"],
 }
 
 
@@ -64,7 +66,7 @@ SUITES = {
                    ("reference", "default", "layer_decay", "label_smoothing")),
     "full": Suite("default", None, None, None, None,
                   ("reference", "default", "layer_decay", "label_smoothing", "head_first",
-                   "class_weights")),
+                   "class_weights", "ema")),
 }
 
 

@@ -9,6 +9,7 @@ import tensorflow as tf
 
 from tasks.qa.answer_bank import TEXT_SPEC
 from tfapp.core.backbone import model_inputs
+from tfapp.core.windows import call_on_texts
 
 
 class DualEncoder(keras.Model):
@@ -66,12 +67,17 @@ class KerasTextEncoder(tf.Module):
         if with_classes:
             self.class_scores = tf.function(self._class_scores, input_signature=[TEXT_SPEC])
 
+    def _outputs(self, text, key):
+        return call_on_texts(lambda x: self.model(x, training=False)[key], self._packer, text)
+
     def _embed(self, text):
-        return tf.cast(self.model(self._packer(text), training=False)["embedding"], tf.float32)
+        embedding = tf.cast(self._outputs(text, "embedding"), tf.float32)
+        # Pooled windows: back to unit length, as every single-window embedding is.
+        return tf.math.l2_normalize(embedding, axis=-1) if self._packer.window_stride \
+            else embedding
 
     def _class_scores(self, text):
-        logits = self.model(self._packer(text), training=False)["intent"]
-        return tf.nn.softmax(tf.cast(logits, tf.float32), axis=-1)
+        return tf.nn.softmax(tf.cast(self._outputs(text, "intent"), tf.float32), axis=-1)
 
 
 def tsv_field(text: str) -> str:

@@ -33,6 +33,7 @@ from tfapp.core.errors import ConfigError, DataError
 from tfapp.core.losses import sparse_classification_loss
 from tfapp.core.task import SPLITS, Task, register
 from tfapp.core.task_callbacks import EpochMetrics
+from tfapp.core.windows import predict_texts
 
 SAMPLES = Path(__file__).parents[1] / "samples"
 NEGATIVE_SEPARATOR = "|"
@@ -296,9 +297,12 @@ class QATask(Task):
 
     # --- scoring, evaluation, calibration ---------------------------------------------
     def embed(self, model, texts: list[str], packer) -> np.ndarray:
-        ds = texts_only_dataset(texts, packer, self.config.train.global_batch_size)
-        return np.asarray(self._encoder_of(model).predict(ds, verbose=0)["embedding"],
-                          np.float32)
+        batch = self.config.train.global_batch_size
+        out = predict_texts(self._encoder_of(model), packer, texts, batch, texts_only_dataset)
+        embedding = np.asarray(out["embedding"], np.float32)
+        if packer.window_stride:  # pooled windows: back to unit length, as the export does
+            embedding /= np.maximum(np.linalg.norm(embedding, axis=1, keepdims=True), 1e-12)
+        return embedding
 
     def bank_scores(self, model, questions: list[str], packer) -> np.ndarray:
         """[questions, bank] probabilities over the whole bank, as the export computes them."""
@@ -307,8 +311,9 @@ class QATask(Task):
             q = self.embed(model, questions, packer)
             a = self.embed(model, self.bank.texts, packer)
             return tf.nn.softmax(q @ a.T / self.params.temperature, axis=-1).numpy()
-        ds = texts_only_dataset(questions, packer, self.config.train.global_batch_size)
-        return tf.nn.softmax(model.predict(ds, verbose=0), axis=-1).numpy()
+        logits = predict_texts(model, packer, questions, self.config.train.global_batch_size,
+                               texts_only_dataset)
+        return tf.nn.softmax(logits, axis=-1).numpy()
 
     def calibrate(self, model, validation: Examples, packer) -> dict:
         scores = self.bank_scores(model, validation.questions, packer)

@@ -19,6 +19,7 @@ from tfapp.core.errors import ConfigError, DataError
 from tfapp.core.losses import classification_loss
 from tfapp.core.metrics import classification_report, format_report
 from tfapp.core.serving_api import CLASSIFY_METHOD, text_examples
+from tfapp.core.windows import call_on_texts, predict_texts
 
 
 
@@ -238,8 +239,8 @@ class SentimentTask(Task):
     def evaluate(self, model: keras.Model, examples: Examples, packer) -> dict:
         if len(examples) == 0:
             return {}
-        ds = texts_only_dataset(examples.texts, packer, self.config.train.global_batch_size)
-        logits = model.predict(ds, verbose=0)
+        logits = predict_texts(model, packer, examples.texts,
+                               self.config.train.global_batch_size, texts_only_dataset)
         out = {"sentiment": classification_report(
             examples.labels, logits["sentiment"].argmax(axis=1), self.params.labels)}
         if self.params.topic_column:
@@ -257,7 +258,7 @@ class SentimentTask(Task):
 
         @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
         def serve(text):
-            logits = model(packer(text), training=False)
+            logits = call_on_texts(lambda x: model(x, training=False), packer, text)
             out = {}
             for head, labels in heads.items():
                 prefix = "" if head == "sentiment" else f"{head}_"

@@ -14,12 +14,15 @@ import json
 import shutil
 import string
 import uuid
+from typing import Optional
 from pathlib import Path
 
 import tfapp  # noqa: F401  (sets KERAS_BACKEND before keras is imported)
 import keras
 import keras_hub
 import tensorflow as tf
+
+from tfapp.core.windows import window_pieces
 
 from tfapp.core.errors import BackboneError
 
@@ -247,20 +250,32 @@ class TextPacker:
     found the start and end of long reviews carry the most sentiment).
     """
 
-    def __init__(self, tokenizer, max_seq_length: int, truncation: str = "head"):
+    def __init__(self, tokenizer, max_seq_length: int, truncation: str = "head",
+                 window_stride: Optional[int] = None, window_pooling: str = "mean"):
         if truncation not in TRUNCATIONS:
             raise ValueError(f"truncation must be one of {', '.join(TRUNCATIONS)}, "
                              f"got {truncation!r}")
         self.tokenizer = tokenizer
         self.max_seq_length = max_seq_length
         self.truncation = truncation
+        # Sliding-window inference (tfapp.core.windows); None: long texts are truncated.
+        self.window_stride, self.window_pooling = window_stride, window_pooling
         self.cls_id = tokenizer.token_to_id("[CLS]")
         self.sep_id = tokenizer.token_to_id("[SEP]")
         self.pad_id = tokenizer.token_to_id("[PAD]")
 
     def with_length(self, max_seq_length: int) -> "TextPacker":
         """The same tokenizer and truncation with another length budget."""
-        return TextPacker(self.tokenizer, max_seq_length, self.truncation)
+        return TextPacker(self.tokenizer, max_seq_length, self.truncation,
+                          self.window_stride, self.window_pooling)
+
+    @classmethod
+    def from_config(cls, tokenizer, cfg) -> "TextPacker":
+        """The packer a run's config describes (backbone.max_seq_length, data.truncation,
+        data.window_stride / window_pooling)."""
+        d = cfg.data
+        return cls(tokenizer, cfg.backbone.max_seq_length, d.truncation, d.window_stride,
+                   d.window_pooling)
 
     def word_pieces(self, texts) -> tf.RaggedTensor:
         """Untruncated word-piece ids, [batch, (pieces)]."""
@@ -293,6 +308,15 @@ class TextPacker:
         cls = tf.fill([batch, 1], self.cls_id)
         sep = tf.fill([batch, 1], self.sep_id)
         return tf.concat([cls, pieces, sep], axis=1)
+
+    def windows(self, texts):
+        """(backbone inputs for every window of every text, row id of each window)."""
+        pieces, row_ids = window_pieces(self.word_pieces(texts), self.max_seq_length - 2,
+                                        self.window_stride)
+        batch = pieces.nrows()
+        ids = tf.concat([tf.fill([batch, 1], self.cls_id), pieces,
+                         tf.fill([batch, 1], self.sep_id)], axis=1)
+        return self.pad(ids), row_ids
 
     def pad(self, ids: tf.RaggedTensor) -> dict:
         """Pads ragged ids to the batch's longest row into the backbone's input dict."""

@@ -55,6 +55,12 @@ class DataConfig:
     # Choose the max length from the training data: this percentile of its token lengths
     # (rounded up to a multiple of 8, capped by backbone.max_seq_length). null: the cap.
     length_percentile: Optional[float] = None
+    # Sliding-window inference: a text longer than max_seq_length is scored as windows of
+    # max_seq_length - 2 word pieces, this many apart, whose logits (or embeddings) are
+    # pooled (window_pooling: mean | max), in evaluation and inside the export alike.
+    # null: long texts are truncated (data.truncation). Training uses one window per text.
+    window_stride: Optional[int] = None
+    window_pooling: str = "mean"
 
 
 @dataclasses.dataclass
@@ -308,6 +314,10 @@ def validate(cfg: Config, source: str) -> None:
         (0 <= cfg.train.ema_momentum < 1, "train.ema_momentum must be in [0, 1)"),
         (cfg.data.truncation in ("head", "tail", "head_tail"),
          "data.truncation must be head, tail or head_tail"),
+        (cfg.data.window_stride is None
+         or 1 <= cfg.data.window_stride <= cfg.backbone.max_seq_length - 2,
+         "data.window_stride must be null or in [1, backbone.max_seq_length - 2]"),
+        (cfg.data.window_pooling in ("mean", "max"), "data.window_pooling must be mean or max"),
         (cfg.data.length_percentile is None or 50 <= cfg.data.length_percentile <= 100,
          "data.length_percentile must be null or in [50, 100]"),
         (cfg.train.strategy in ("auto", "default", "mirrored", "multiworker", "tpu"),

@@ -78,6 +78,5 @@ def restore_run(run_dir: str | Path) -> RestoredRun:
     calibration = run_path / CALIBRATION_FILE
     if calibration.is_file():
         task.set_calibration(json.loads(calibration.read_text(encoding="utf-8")))
-    return RestoredRun(cfg, task, model, TextPacker(loaded.tokenizer, cfg.backbone.max_seq_length,
-                                                      cfg.data.truncation),
+    return RestoredRun(cfg, task, model, TextPacker.from_config(loaded.tokenizer, cfg),
                        loaded)

@@ -78,6 +78,8 @@ def choose_max_length(cfg: Config, task, loaded, splits: dict) -> None:
     say(f"backbone.max_seq_length {chosen}: the {percentile:g}th percentile of training "
         f"token lengths is {np.percentile(lengths, percentile):.0f} (cap {cap}, "
         f"longest {lengths.max()})")
+    if cfg.data.window_stride:  # windows must still overlap or touch
+        chosen = max(chosen, min(cap, cfg.data.window_stride + 2))
     cfg.backbone.max_seq_length = chosen
 
 
@@ -175,7 +177,7 @@ def train(cfg: Config, task_cls, run_dir: str | None = None, prepare=None) -> Pa
     if ctx.chief:
         save_run_backbone(loaded, run_path)
 
-    packer = TextPacker(loaded.tokenizer, cfg.backbone.max_seq_length, cfg.data.truncation)
+    packer = TextPacker.from_config(loaded.tokenizer, cfg)
     report_truncation(task, packer, splits)
     train_ds, val_ds, steps = make_datasets(task, splits, packer, cfg.train.global_batch_size)
     with ctx.scope():
