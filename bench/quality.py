@@ -12,6 +12,9 @@ Data sets (from ../shared/data, see its README; never copied into the repository
   clinc150  150 intents + out-of-scope ('oos'), intent mode with qa.out_of_scope_label:
             trained on (a per-intent sample of) train.csv, calibrated on validation.csv,
             scored on test.csv (in-scope accuracy, out-of-scope recall, in-scope coverage)
+  clinc150_retrieval  the in-scope questions in retrieval mode (dual encoder) against a
+            bank of the 150 intent names: recall@1 and MRR (the reference ranks the same
+            intents by its classifier's logits)
 
 Suites: `quick` samples the training sets so one seed of every recipe takes minutes on 2
 CPU cores; `full` trains on everything; `smoke` (tiny backbone, a few rows) only proves
@@ -118,7 +121,20 @@ def prepare(data: Path, suite: Suite, work: Path) -> dict:
                           suite.test_rows)
     clinc_test = sample_by(read_csv(data / "clinc150" / "test.csv"), "intent", None,
                            suite.test_rows)
+    # Retrieval mode ranks the 150 intents' names (e.g. "credit limit change") for each
+    # in-scope question: recall@1 and MRR over that bank.
+    in_scope = lambda rows: [r for r in rows if r["intent"] != "oos"]  # noqa: E731
+    intents = sorted({r["intent"] for r in in_scope(clinc_train)})
+    answers = [{"answer_id": i, "answer": i.replace("_", " ")} for i in intents]
     return {
+        "clinc150_retrieval": {
+            "train": write_csv(work / "clinc_retrieval_train.csv", in_scope(clinc_train)),
+            "validation": write_csv(work / "clinc_retrieval_validation.csv", in_scope(clinc_val)),
+            "test": write_csv(work / "clinc_retrieval_test.csv", in_scope(clinc_test)),
+            "answers": write_csv(work / "clinc_retrieval_answers.csv", answers),
+            "sizes": {"train": len(in_scope(clinc_train)),
+                      "validation": len(in_scope(clinc_val)),
+                      "test": len(in_scope(clinc_test)), "bank": len(answers)}},
         "tfns": {"train": write_csv(work / "tfns_train.csv", tfns_train),
                  "test": write_csv(work / "tfns_test.csv", tfns_test),
                  "sizes": {"train": len(tfns_train), "test": len(tfns_test)}},
@@ -136,17 +152,22 @@ def tfapp_overrides(dataset: str, files: dict) -> tuple[str, list[str]]:
         return "sentiment", [f"data.train_file={files['train']}",
                              f"data.test_file={files['test']}", "data.split=[0.9,0.1,0.0]",
                              "sentiment.topic_column=null"]
-    return "qa", [f"data.train_file={files['train']}",
-                  f"data.validation_file={files['validation']}",
-                  f"data.test_file={files['test']}", "qa.mode=intent",
-                  "qa.question_column=text", "qa.answer_id_column=intent",
-                  "qa.out_of_scope_label=oos"]
+    common = [f"data.train_file={files['train']}", f"data.validation_file={files['validation']}",
+              f"data.test_file={files['test']}", "qa.question_column=text",
+              "qa.answer_id_column=intent"]
+    if dataset == "clinc150_retrieval":
+        return "qa", common + ["qa.mode=retrieval", f"qa.answers_file={files['answers']}",
+                               "qa.answers_id_column=answer_id",
+                               "qa.answers_text_column=answer"]
+    return "qa", common + ["qa.mode=intent", "qa.out_of_scope_label=oos"]
 
 
 def headline(dataset: str, test: dict) -> dict:
     if dataset == "tfns":
         report = test["sentiment"]
         return {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
+    if dataset == "clinc150_retrieval":
+        return {"recall@1": test["ranking"]["recall@1"], "mrr": test["ranking"]["mrr"]}
     o = test["out_of_scope"]
     return {"in_scope_accuracy": o["in_scope_accuracy"],
             "out_of_scope_recall": o["out_of_scope_recall"],
@@ -184,10 +205,17 @@ def run_reference(dataset: str, files: dict, seed: int, suite: Suite) -> dict:
     index = {label: i for i, label in enumerate(labels)}
     y_train = np.array([index[r[label_key]] for r in train])
     y_test = np.array([index[r[label_key]] for r in test])
-    predicted, seconds = fine_tune(suite.backbone, [r["text"] for r in train], y_train,
-                                   [r["text"] for r in test], len(labels), seed,
-                                   epochs=suite.epochs or EPOCHS)
+    logits, seconds = fine_tune(suite.backbone, [r["text"] for r in train], y_train,
+                                [r["text"] for r in test], len(labels), seed,
+                                epochs=suite.epochs or EPOCHS)
+    predicted = logits.argmax(axis=1)
     out = {"seconds": round(seconds, 1), "epochs_run": suite.epochs or EPOCHS}
+    if dataset == "clinc150_retrieval":
+        # The plain classifier ranks the same intents by its logits.
+        from tasks.qa.ranking import ranking_metrics
+
+        ranking = ranking_metrics(logits, y_test, (1,))
+        return {"recall@1": ranking["recall@1"], "mrr": ranking["mrr"], **out}
     if dataset == "tfns":
         report = classification_report(y_test, predicted, labels)
         return {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"], **out}
@@ -210,7 +238,8 @@ def summarise(runs: list[dict]) -> dict:
 
 
 METRICS = {"tfns": ["accuracy", "macro_f1"],
-           "clinc150": ["in_scope_accuracy", "out_of_scope_recall", "in_scope_coverage"]}
+           "clinc150": ["in_scope_accuracy", "out_of_scope_recall", "in_scope_coverage"],
+           "clinc150_retrieval": ["recall@1", "mrr"]}
 
 
 def markdown(result: dict) -> str:
@@ -263,7 +292,7 @@ def main(argv=None) -> None:
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="folder with tfns/ and "
                         "clinc150/ (default: ../shared/data)")
     parser.add_argument("--recipes", help="comma-separated subset of the suite's recipes")
-    parser.add_argument("--datasets", default="tfns,clinc150")
+    parser.add_argument("--datasets", default="tfns,clinc150,clinc150_retrieval")
     parser.add_argument("--out", default=str(REPO / "bench"),
                         help="where QUALITY.md and quality.json go (default: bench/)")
     parser.add_argument("--work", default=str(REPO / "bench" / "results" / "quality"),
@@ -287,7 +316,7 @@ def main(argv=None) -> None:
               "datasets": {}}
     started = time.perf_counter()
     for dataset in args.datasets.split(","):
-        if dataset == "clinc150" and "class_weights" in recipes:
+        if dataset.startswith("clinc150") and "class_weights" in recipes:
             names = [r for r in recipes if r != "class_weights"]
         else:
             names = recipes

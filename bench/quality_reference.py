@@ -16,7 +16,7 @@ BATCH = 32
 def fine_tune(backbone_spec: str, train_texts: list[str], train_labels: np.ndarray,
               test_texts: list[str], n_classes: int, seed: int,
               epochs: int = EPOCHS) -> tuple[np.ndarray, float]:
-    """(predicted class per test text, training seconds)."""
+    """(logits [test texts, classes], training seconds)."""
     import keras
     import keras_hub
     import tensorflow as tf
@@ -52,4 +52,4 @@ def fine_tune(backbone_spec: str, train_texts: list[str], train_labels: np.ndarr
     seconds = time.perf_counter() - start
     logits = model.predict(dataset(test_texts), verbose=0)
     keras.backend.clear_session()
-    return logits.argmax(axis=1), seconds
+    return logits, seconds

@@ -40,8 +40,12 @@ def test_smoke_suite_writes_tables_from_the_run(tmp_path):
                      "--work", tmp_path / "work", timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     data = json.loads((tmp_path / "quality.json").read_text())
-    assert data["seeds"] == [1, 2] and set(data["datasets"]) == {"tfns", "clinc150"}
-    for dataset, metric in (("tfns", "macro_f1"), ("clinc150", "out_of_scope_recall")):
+    assert data["seeds"] == [1, 2]
+    assert set(data["datasets"]) == {"tfns", "clinc150", "clinc150_retrieval"}
+    # Retrieval mode ranks the in-scope questions against a bank of the intents' names.
+    assert data["datasets"]["clinc150_retrieval"]["sizes"]["bank"] == 3
+    for dataset, metric in (("tfns", "macro_f1"), ("clinc150", "out_of_scope_recall"),
+                            ("clinc150_retrieval", "mrr")):
         runs = data["datasets"][dataset]["runs"]
         assert set(runs) == {"reference", "default"}
         assert all(len(r) == 2 and 0 <= r[0][metric] <= 1 for r in runs.values())
