@@ -25,6 +25,19 @@ class RecommendConfig:
     item_text_columns: list[str] = dataclasses.field(
         default_factory=lambda: ["title", "category", "body"])
     item_max_length: int = 48  # word pieces per item text
+    # impressions: MIND-shaped rows (below); interactions: a log of (user, item, time[,
+    # rating]) rows, split leave-last-out by time (tasks/recommend/interactions.py).
+    data_format: str = "impressions"
+    # Interactions (data.train_file): columns, what counts as positive, the hold-out.
+    item_column: str = "item_id"
+    time_column: str = "timestamp"
+    rating_column: Optional[str] = None  # None: every interaction is a positive
+    positive_threshold: float = 4.0  # rating >= this is a positive
+    holdout: int = 1  # last positives per user held out for validation, and as many for test
+    eval_negatives: int = 99  # sampled negatives per held-out positive
+    # Training targets per user: the most recent N training positives (None: all).
+    train_targets_per_user: Optional[int] = None
+    short_users: str = "skip"  # users with too few positives: skip (count, report) | fail
     # Impressions (data.train_file etc.): MIND shape.
     impression_id_column: str = "impression_id"
     user_column: str = "user_id"

@@ -20,10 +20,12 @@ import numpy as np
 import tensorflow as tf
 
 from tasks.recommend.data import Impressions, RecommendConfig, read_impressions, read_items
+from tasks.recommend.evaluation import format_interaction_report, interaction_report
+from tasks.recommend.interactions import read_interactions
 from tasks.recommend.metrics import impression_metrics
 from tasks.recommend.model import RecommendModel
 from tasks.recommend.serving import ServingRecommender
-from tfapp.core.backbone import backbone_inputs, pooled_output
+from tfapp.core.backbone import backbone_inputs, load_backbone, pooled_output
 from tfapp.core.data import texts_only_dataset
 from tfapp.core.errors import ConfigError
 from tfapp.core.log import say
@@ -43,6 +45,8 @@ class RecommendTask(Task):
         self.item_ids: list[str] = []
         self.item_texts: list[str] = []
         self.skipped: dict[str, list] = {}
+        self.popularity: Optional[np.ndarray] = None  # interactions: training positives
+        self._zero_shot: Optional[np.ndarray] = None
         p = self.params
         checks = [
             (p.unknown_items in ("skip", "fail"), "recommend.unknown_items must be skip or fail"),
@@ -54,6 +58,16 @@ class RecommendTask(Task):
             (p.max_history >= 1, "recommend.max_history must be >= 1"),
             (p.item_max_length >= 8, "recommend.item_max_length must be >= 8"),
             (bool(p.item_text_columns), "recommend.item_text_columns must name a column"),
+            (p.data_format in ("impressions", "interactions"),
+             "recommend.data_format must be impressions or interactions"),
+            (p.short_users in ("skip", "fail"), "recommend.short_users must be skip or fail"),
+            (p.holdout >= 1, "recommend.holdout must be >= 1"),
+            (p.eval_negatives >= 1, "recommend.eval_negatives must be >= 1"),
+            (p.train_targets_per_user is None or p.train_targets_per_user >= 1,
+             "recommend.train_targets_per_user must be null or >= 1"),
+            (p.data_format == "impressions" or not p.side_feature_columns,
+             "recommend.side_feature_columns: an interaction log has no impression rows to "
+             "read side features from"),
         ]
         for ok, message in checks:
             if not ok:
@@ -77,9 +91,30 @@ class RecommendTask(Task):
         self.skipped[str(path)] = skipped
         return imps
 
+    @property
+    def interactions(self) -> bool:
+        return self.params.data_format == "interactions"
+
+    def _read_log(self, path) -> dict[str, Impressions]:
+        log = read_interactions(path, self.params, self.config.data.format, self.item_ids,
+                                self.config.seed, say)
+        self.popularity = log.popularity
+        self.skipped[str(path)] = log.skipped
+        return log.splits
+
     def load_splits(self) -> dict[str, Impressions]:
-        self._load_items()
         d = self.config.data
+        if self.interactions:
+            if d.train_file is None:
+                raise ConfigError("recommend.data_format interactions: set data.train_file "
+                                  "to the interaction log (user, item, time[, rating])")
+            if d.validation_file or d.test_file:
+                raise ConfigError("recommend.data_format interactions splits the log by time "
+                                  "(leave-last-out): leave data.validation_file and "
+                                  "data.test_file unset")
+            self._load_items()
+            return self._read_log(d.train_file)
+        self._load_items()
         files = {"train": d.train_file or str(self.sample_file()),
                  "validation": d.validation_file, "test": d.test_file}
         data = {s: self._read_impressions(path) for s, path in files.items() if path}
@@ -92,6 +127,8 @@ class RecommendTask(Task):
     def read_file(self, path: str) -> Impressions:
         if not self.item_ids:
             self._load_items()
+        if self.interactions:  # a log: its held-out last positives
+            return self._read_log(path)["test"]
         return self._read_impressions(path)
 
     def texts(self, examples: Impressions) -> list[str]:
@@ -263,9 +300,36 @@ class RecommendTask(Task):
     def evaluate(self, model, examples: Impressions, packer) -> dict:
         if len(examples) == 0:
             return {}
+        if self.interactions:
+            return interaction_report(
+                examples, self.catalogue_scores(model, examples, packer), self.popularity,
+                self.zero_shot_vectors(packer), self.params.ndcg_ks)
         return self.impression_report(model, examples, packer)
 
+    def catalogue_scores(self, model: RecommendModel, imps: Impressions, packer,
+                         batch: int = 32) -> np.ndarray:
+        """[impressions, items]: the model's score of every catalogue item per user."""
+        vectors = self.item_vectors(model, packer)
+        every = [list(range(len(vectors)))]
+        every_imps = Impressions(imps.ids, imps.history, every * len(imps), every * len(imps),
+                                 imps.side, imps.source)
+        return np.stack(self.score_impressions(model, every_imps, packer, vectors, batch))
+
+    def zero_shot_vectors(self, packer) -> np.ndarray:
+        """Item embeddings of the untrained backbone, mean-pooled (computed once)."""
+        if self._zero_shot is None:
+            b = self.config.backbone
+            loaded = load_backbone(b.name, b.exact_gelu, None)
+            inputs = backbone_inputs()
+            encoder = keras.Model(inputs, pooled_output(loaded.backbone, inputs, "mean"))
+            ds = texts_only_dataset(self.item_texts, self._item_packer(packer),
+                                    self.config.train.global_batch_size)
+            self._zero_shot = np.asarray(encoder.predict(ds, verbose=0), np.float32)
+        return self._zero_shot
+
     def format_metrics(self, metrics: dict) -> str:
+        if "baselines" in metrics:
+            return format_interaction_report(metrics, self.params.ndcg_ks)
         ndcg = "  ".join(f"nDCG@{k} {metrics[f'ndcg@{k}']:.4f}" for k in self.params.ndcg_ks)
         return (f"recommend: AUC {metrics['auc']:.4f}  MRR {metrics['mrr']:.4f}  {ndcg}  "
                 f"({metrics['impressions']} impressions, {metrics['candidates']} candidates)")

@@ -1,0 +1,155 @@
+"""recommend.data_format: interactions — leave-last-out splits by time without leakage,
+seeded negatives from never-interacted items, one-line errors, the popularity and
+zero-shot baselines on cases with known ranks, and a run on a generated log."""
+import json
+import re
+
+import numpy as np
+import pytest
+
+from conftest import run_cli, write_csv
+
+ITEMS = [{"item_id": f"m{i}", "title": f"movie {i}", "genres": g, "overview": o}
+         for i, (g, o) in enumerate([
+             ("comedy", "a funny film about friends"), ("horror", "a scary night in a house"),
+             ("comedy", "two friends laugh on a trip"), ("drama", "a family story of loss"),
+             ("horror", "monsters in the dark woods"), ("drama", "a long war and a letter"),
+             ("comedy", "a wedding goes wrong"), ("horror", "a ghost haunts a school"),
+             ("drama", "a teacher changes a town"), ("comedy", "a dog runs for mayor")])]
+
+
+def _config(tmp_path, log_rows, **params):
+    from tfapp.core.config import apply_overrides, build_config
+    from tfapp.core.task import get_task
+
+    items = write_csv(tmp_path / "items.csv", ITEMS)
+    log = write_csv(tmp_path / "log.csv", log_rows)
+    sets = {"task": "recommend", "backbone.name": "tiny", "data.train_file": str(log),
+            "recommend.items_file": str(items), "recommend.data_format": "interactions",
+            "recommend.item_text_columns": ["title", "genres", "overview"],
+            "recommend.rating_column": "rating", "recommend.negatives": 3,
+            "recommend.eval_negatives": 4, **{f"recommend.{k}": v for k, v in params.items()}}
+    raw = apply_overrides({}, [f"{k}={json.dumps(v)}" for k, v in sets.items()])
+    return get_task("recommend")(build_config(raw, get_task("recommend").Config, "test"))
+
+
+def _rows(user, events):
+    return [{"user_id": user, "item_id": f"m{i}", "rating": r, "timestamp": t}
+            for i, r, t in events]
+
+
+LOG = (_rows("u1", [(3, 5.0, 40), (0, 4.0, 10), (1, 4.5, 20), (5, 2.0, 25), (2, 4.0, 30)])
+       + _rows("u2", [(4, 5.0, 1), (6, 3.0, 2), (7, 4.0, 3)])  # 2 positives: too few
+       + _rows("u3", [(8, 4.0, 5), (9, 4.0, 5), (0, 5.0, 6), (1, 5.0, 7), (2, 4.0, 8)]))
+
+
+def test_leave_last_out_splits_by_time_without_leakage(tmp_path):
+    task = _config(tmp_path, LOG)
+    splits = task.load_splits()
+    train, val, test = splits["train"], splits["validation"], splits["test"]
+    by_user = lambda imps, u: [(h, c) for i, h, c in  # noqa: E731
+                               zip(imps.ids, imps.history, imps.candidates)
+                               if i.startswith(u + "#")]
+    # u1's positives by time: m0 (10), m1 (20), m2 (30), m3 (40); m5 was rated 2: negative.
+    assert [(h, c[0]) for h, c in by_user(train, "u1")] == [([], 0), ([0], 1)]
+    assert [(h, c[0]) for h, c in by_user(val, "u1")] == [([0, 1], 2)]
+    assert [(h, c[0]) for h, c in by_user(test, "u1")] == [([0, 1, 2], 3)]
+    # Equal timestamps keep file order: u3 is m8, m9, m0 | m1 | m2.
+    assert [c[0] for _, c in by_user(train, "u3")] == [8, 9, 0]
+    assert not by_user(train, "u2") and task.skipped  # u2 counted, not trained on
+    for user, seen in (("u1", {0, 1, 2, 3, 5}), ("u3", {8, 9, 0, 1, 2})):
+        held_out = {c[0] for _, c in by_user(val, user) + by_user(test, user)}
+        for history, candidates in by_user(train, user):
+            assert not held_out & set(history) and candidates[0] not in held_out
+        for imps, k in ((train, 3), (val, 4), (test, 4)):
+            for _, candidates in by_user(imps, user):
+                negatives = candidates[1:]
+                assert len(negatives) == k and len(set(negatives)) == k
+                assert not set(negatives) & seen  # never-interacted items only
+    assert all(clicks == [1] + [0] * (len(clicks) - 1) for clicks in test.clicks)
+    # Popularity counts training positives only.
+    assert task.popularity.tolist() == [2, 1, 0, 0, 0, 0, 0, 0, 1, 1]
+    (tmp_path / "b").mkdir()
+    again = _config(tmp_path / "b", LOG).load_splits()
+    assert again["test"].candidates == test.candidates  # seeded
+
+
+@pytest.mark.parametrize("rows, params, message", [
+    (LOG[:1] + [{"user_id": "u1", "item_id": "m1", "rating": "great", "timestamp": 5}], {},
+     "row 3: field 'rating': not a number: 'great'"),
+    (LOG[:1] + [{"user_id": "u1", "item_id": "m1", "rating": 4, "timestamp": "noon"}], {},
+     "row 3: field 'timestamp': not a number: 'noon'"),
+    (LOG + [{"user_id": "u1", "item_id": "zz", "rating": 4, "timestamp": 5}],
+     {"unknown_items": "fail"}, "field 'item_id': unknown item id 'zz'"),
+    (LOG, {"short_users": "fail"}, "user 'u2' has 2 positive interaction(s)"),
+])
+def test_bad_interactions_are_one_line_errors(tmp_path, rows, params, message):
+    from tfapp.core.errors import DataError
+
+    with pytest.raises(DataError, match=re.escape(message)):
+        _config(tmp_path, rows, **params).load_splits()
+
+
+def test_unknown_items_are_counted_and_skipped(tmp_path):
+    task = _config(tmp_path, LOG + [{"user_id": "u1", "item_id": "zz", "rating": 4,
+                                     "timestamp": 5}])
+    task.load_splits()
+    counts = next(iter(task.skipped.values()))
+    assert counts["unknown item references"] == 1
+
+
+def test_baselines_on_known_ranks():
+    from tasks.recommend.data import Impressions
+    from tasks.recommend.evaluation import (cold_hit_rate, positive_rank, ranking_report,
+                                            zero_shot_scores)
+
+    assert positive_rank(np.array([0.5, 0.9, 0.1, 0.5]), 0) == 2.5  # one above, one tie
+    n = 12
+    imps = Impressions(["a", "b"], [[11], []], [list(range(n)), [5, 0, 1]],
+                       [[1] + [0] * (n - 1), [1, 0, 0]], np.zeros([2, 0]), "test")
+    # User a: the positive (item 0) is beaten by items 1..10 and by item 11, which is in
+    # a's history and so left out of the catalogue ranking.
+    scores = np.zeros([2, n])
+    scores[0] = [0.0] + [1.0] * 10 + [2.0]
+    scores[1, [5, 0, 1]] = [3.0, 2.0, 1.0]
+    report = ranking_report(imps, scores, (10,))
+    assert report["hr@10"] == 0.5  # a: rank 12 of its 12 candidates; b: rank 1
+    assert report["mrr"] == pytest.approx((1 / 12 + 1) / 2)
+    assert report["catalogue"]["recall@10"] == 0.5  # a: rank 11 once 11 is excluded
+    assert report["catalogue"]["recall@50"] == 1.0
+    # Zero-shot: the user is the mean of the history's unit vectors; cosine.
+    vectors = np.eye(n)
+    vectors[3] = [1.0] + [0.0] * 10 + [1.0]  # item 3 is half like item 0, half like 11
+    zs = zero_shot_scores(imps, vectors)
+    assert zs[0, 11] == pytest.approx(1.0) and zs[0, 3] == pytest.approx(2 ** -0.5)
+    assert not zs[1].any()  # no history: nothing to compare with
+    popularity = np.array([0, 4, 4] + [1] * (n - 3))
+    assert cold_hit_rate(imps, scores, popularity) == {"impressions": 1, "hr@10": 0.0}
+
+
+def test_interaction_log_trains_and_reports_baselines(tmp_path):
+    rng = np.random.default_rng(0)
+    rows = []
+    for u in range(12):
+        liked = [i for i in range(10) if ITEMS[i]["genres"] == ["comedy", "horror"][u % 2]]
+        for t, i in enumerate(rng.permutation(liked).tolist() + [3]):
+            rows.append({"user_id": f"u{u}", "item_id": f"m{i}",
+                         "rating": 2.0 if i == 3 else 4.5, "timestamp": 100 * u + t})
+    items = write_csv(tmp_path / "items.csv", ITEMS)
+    log = write_csv(tmp_path / "log.csv", rows)
+    run_dir = tmp_path / "run"
+    result = run_cli("tfapp.train", "--task", "recommend", "--backbone", "tiny", "--epochs", 1,
+                     "--set", "recommend.data_format=interactions",
+                     "--set", f"data.train_file={log}", "--set", f"recommend.items_file={items}",
+                     "--set", "recommend.item_text_columns=[title,genres,overview]",
+                     "--set", "recommend.rating_column=rating",
+                     "--set", "recommend.eval_negatives=5", "--run-dir", run_dir)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    test = json.loads((run_dir / "metrics.json").read_text())["test"]
+    assert test["impressions"] == 12 and test["candidates"] == 12 * 6
+    for name in ("popularity", "zero_shot_text"):
+        assert 0 <= test["baselines"][name]["hr@10"] <= 1
+        assert set(test["baselines"][name]["catalogue"]) == {"recall@10", "recall@50"}
+    assert set(test["cold_items"]) == {"model", "popularity", "zero_shot_text"}
+    assert "popularity" in result.stdout and "zero_shot_text" in result.stdout
+    assert (run_dir / "export" / "recommend" / "1" / "saved_model.pb").is_file()
