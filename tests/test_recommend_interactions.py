@@ -127,7 +127,10 @@ def test_baselines_on_known_ranks():
     assert cold_hit_rate(imps, scores, popularity) == {"impressions": 1, "hr@10": 0.0}
 
 
-def test_interaction_log_trains_and_reports_baselines(tmp_path):
+@pytest.fixture(scope="module")
+def log_run(tmp_path_factory):
+    """A tiny run on a generated log: users like one genre, and all rated m3 badly."""
+    tmp_path = tmp_path_factory.mktemp("log_run")
     rng = np.random.default_rng(0)
     rows = []
     for u in range(12):
@@ -142,14 +145,93 @@ def test_interaction_log_trains_and_reports_baselines(tmp_path):
                      "--set", "recommend.data_format=interactions",
                      "--set", f"data.train_file={log}", "--set", f"recommend.items_file={items}",
                      "--set", "recommend.item_text_columns=[title,genres,overview]",
-                     "--set", "recommend.rating_column=rating",
+                     "--set", "recommend.rating_column=rating", "--set", "recommend.top_k=3",
                      "--set", "recommend.eval_negatives=5", "--run-dir", run_dir)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    return run_dir, result.stdout
+
+
+def test_interaction_log_trains_and_reports_baselines(log_run):
+    run_dir, stdout = log_run
     test = json.loads((run_dir / "metrics.json").read_text())["test"]
     assert test["impressions"] == 12 and test["candidates"] == 12 * 6
     for name in ("popularity", "zero_shot_text"):
         assert 0 <= test["baselines"][name]["hr@10"] <= 1
         assert set(test["baselines"][name]["catalogue"]) == {"recall@10", "recall@50"}
     assert set(test["cold_items"]) == {"model", "popularity", "zero_shot_text"}
-    assert "popularity" in result.stdout and "zero_shot_text" in result.stdout
+    assert "popularity" in stdout and "zero_shot_text" in stdout
     assert (run_dir / "export" / "recommend" / "1" / "saved_model.pb").is_file()
+
+
+RECOMMEND = """
+import json, sys
+import tensorflow as tf
+import tensorflow_text  # noqa: F401
+model = tf.saved_model.load(sys.argv[1])
+out = model.signatures["recommend"](history=tf.constant(json.loads(sys.argv[2])))
+assert not {"tfapp", "tasks", "keras_hub"} & {m.split(".")[0] for m in sys.modules}
+print(json.dumps({"ids": [[x.decode() for x in r] for r in out["item_ids"].numpy().tolist()],
+                  "scores": out["scores"].numpy().tolist()}))
+"""
+
+
+def _recommend_fresh(export, histories):
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "-c", RECOMMEND, str(export),
+                             json.dumps(histories)], capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _text(i):
+    from tasks.recommend.data import item_text
+
+    return item_text(ITEMS[i], ["title", "genres", "overview"])
+
+
+def test_catalogue_top_k_in_a_fresh_process_equals_in_process_ranking(log_run):
+    import tensorflow as tf
+
+    from tfapp.training.restore import restore_run
+
+    run_dir, _ = log_run
+    histories = [[_text(0), _text(2), ""], [_text(1), "", ""], ["", "", ""]]
+    served = _recommend_fresh(run_dir / "export" / "recommend" / "1", histories)
+    cfg, task, model, packer = restore_run(run_dir)
+    task.load_splits()
+    vectors = task.item_vectors(model, packer)
+    for history, ids, scores in zip(([0, 2], [1], []), served["ids"], served["scores"]):
+        h = np.zeros([1, max(len(history), 1), vectors.shape[1]], np.float32)
+        h[0, :len(history)] = vectors[history]
+        mask = np.zeros([1, h.shape[1]], bool)
+        mask[0, :len(history)] = True
+        all_scores = model.score_vectors(tf.constant(h), tf.constant(mask),
+                                         tf.constant(vectors[np.newaxis]),
+                                         tf.zeros([1, 0])).numpy()[0]
+        all_scores[history] = -np.inf  # items the user already has are not recommended
+        order = np.argsort(-all_scores, kind="stable")[:3]
+        assert ids == [task.item_ids[i] for i in order]
+        np.testing.assert_allclose(scores, all_scores[order], rtol=1e-4, atol=1e-5)
+
+
+def test_reindex_adds_an_item_that_is_then_retrieved(log_run, tmp_path):
+    run_dir, _ = log_run
+    export = run_dir / "export" / "recommend"
+    history = [[_text(1), "", ""]]
+    top = _recommend_fresh(export / "1", history)["ids"][0][0]
+    twin = dict(ITEMS[int(top[1:])], item_id="brand_new")  # same text: the same vector
+    items = write_csv(tmp_path / "new_items.csv", ITEMS + [twin])
+    result = run_cli("tfapp.recommend_index", "--model", export, "--items", items,
+                     "--text-columns", "title,genres,overview")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert (export / "2" / "assets.extra" / "recommend_catalogue.json").is_file()
+    served = _recommend_fresh(export / "2", history)
+    assert set(served["ids"][0][:2]) == {top, "brand_new"}
+    assert served["scores"][0][0] == pytest.approx(served["scores"][0][1], abs=1e-5)
+    bad = run_cli("tfapp.recommend_index", "--model", export, "--items", items,
+                  "--text-columns", "title,plot")
+    assert bad.returncode != 0 and "plot" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (export / "3").exists()

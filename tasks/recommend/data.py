@@ -55,6 +55,7 @@ class RecommendConfig:
     attention_units: int = 128
     head_dropout: float = 0.1
     ndcg_ks: list[int] = dataclasses.field(default_factory=lambda: [5, 10])
+    top_k: int = 10  # catalogue items the export's `recommend` signature returns
 
 
 @dataclasses.dataclass

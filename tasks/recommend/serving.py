@@ -24,6 +24,9 @@ class ServingRecommender(tf.Module):
         self.encode_user = tf.function(
             self._encode_user, input_signature=[tf.TensorSpec([None, None], tf.string,
                                                               "history")])
+        self.score_user = tf.function(self._score_user, input_signature=[
+            tf.TensorSpec([None, None], tf.float32, "user_vector"),
+            tf.TensorSpec([None, None, None], tf.float32, "item_vectors")])
         self.score = tf.function(self._score, input_signature=[
             tf.TensorSpec(text_2d.shape, tf.string, "history"),
             tf.TensorSpec(text_2d.shape, tf.string, "candidates"), *side])
@@ -47,6 +50,12 @@ class ServingRecommender(tf.Module):
     def _encode_user(self, history):
         vectors, mask = self._grid(history)
         return {"user_vector": self.model.user_pooling(vectors, mask)}
+
+    def _score_user(self, user_vector, item_vectors):
+        """Scores [b, n] of items [b, n, dim] for users already pooled [b, dim] (no side
+        features): what the catalogue's brute-force retrieval ranks by."""
+        side = tf.zeros([tf.shape(user_vector)[0], self.n_side], tf.float32)
+        return self.model.scorer(user_vector, item_vectors, side)
 
     def _score(self, history, candidates, side_features=None):
         h, h_mask = self._grid(history)

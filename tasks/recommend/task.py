@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tasks.recommend.catalogue import CatalogueModule
 from tasks.recommend.data import Impressions, RecommendConfig, read_impressions, read_items
 from tasks.recommend.evaluation import format_interaction_report, interaction_report
 from tasks.recommend.interactions import read_interactions
@@ -62,6 +63,7 @@ class RecommendTask(Task):
              "recommend.data_format must be impressions or interactions"),
             (p.short_users in ("skip", "fail"), "recommend.short_users must be skip or fail"),
             (p.holdout >= 1, "recommend.holdout must be >= 1"),
+            (p.top_k >= 1, "recommend.top_k must be >= 1"),
             (p.eval_negatives >= 1, "recommend.eval_negatives must be >= 1"),
             (p.train_targets_per_user is None or p.train_targets_per_user >= 1,
              "recommend.train_targets_per_user must be null or >= 1"),
@@ -336,8 +338,10 @@ class RecommendTask(Task):
 
     # --- serving ----------------------------------------------------------------------
     def serving_root(self, model, packer):
-        root = ServingRecommender(model, self._item_packer(packer),
+        base = ServingRecommender(model, self._item_packer(packer),
                                   len(self.params.side_feature_columns))
+        root = CatalogueModule(base, self.item_ids, self.item_texts,
+                               self.item_vectors(model, packer), self.params.top_k)
         return root, root.signatures()
 
     def example_inputs(self) -> dict:
@@ -352,7 +356,7 @@ class RecommendTask(Task):
             score["side_features"] = np.zeros([2, n_side], np.float32)
         return {"serving_default": score, "score": score,
                 "encode_items": {"item_text": candidates[0]},
-                "encode_user": {"history": history}}
+                "encode_user": {"history": history}, "recommend": {"history": history}}
 
     def model_card_lines(self, splits: dict) -> list[str]:
         p = self.params
