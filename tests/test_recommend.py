@@ -337,3 +337,44 @@ def test_evaluate_cli_scores_a_labelled_impressions_file(listwise_run):
     saved = json.loads((run_dir / "metrics.json").read_text())["test"]
     assert metrics["auc"] == pytest.approx(saved["auc"], abs=1e-6)
     assert metrics["ndcg@10"] == pytest.approx(saved["ndcg@10"], abs=1e-6)
+
+
+def test_history_cache_encodes_only_candidates_and_reads_histories_from_the_table(tmp_path):
+    import tensorflow as tf
+
+    from tasks.recommend.model import HistoryCacheRefresh
+    from tfapp.core.backbone import TextPacker, load_backbone
+
+    files = planted_task(tmp_path, n_users=10)
+    task = get_task("recommend")(rec_config(tmp_path, files, **{"recommend.history_cache": True}))
+    splits = task.load_splits()
+    loaded = load_backbone("tiny")
+    model = task.build_model(loaded)
+    packer = TextPacker(loaded.tokenizer, 64)
+    x, _ = next(iter(task.dataset(splits["train"], packer, 8, training=True)))
+    refresh = HistoryCacheRefresh(lambda m: task.item_vectors(m, packer))
+    refresh.set_model(model)
+    refresh.on_epoch_begin(0)
+    table = model.history_cache.numpy()
+    np.testing.assert_allclose(table, task.item_vectors(model, packer), atol=1e-6)
+    encoded = []
+    original = model.encode_tokens
+    model.encode_tokens = lambda t, training=False: (encoded.append(t), original(t, training))[1]
+    with tf.GradientTape() as tape:
+        scores = model(x, training=True)
+    c_ids = x["candidate_index"].numpy()
+    distinct = len(set(c_ids[c_ids >= 0].tolist()))
+    assert [int(t.shape[0]) for t in encoded] == [-(-distinct // 32) * 32]  # candidates only
+    assert tape.gradient(scores, model.history_cache) is None  # no gradient into histories
+    # Training scores read histories from the table: the same batch against a table of
+    # other vectors scores differently (seeded dropout keeps the candidates' side equal).
+    model.encode_tokens = original
+    tf.random.set_seed(1)
+    before = model(x, training=True).numpy()
+    model.history_cache.assign(table[::-1].copy())
+    tf.random.set_seed(1)
+    assert not np.allclose(model(x, training=True).numpy(), before)
+    # Evaluation encodes histories live: the table does not matter there.
+    after_eval = model(x, training=False).numpy()
+    model.history_cache.assign(table)
+    np.testing.assert_allclose(model(x, training=False).numpy(), after_eval, atol=1e-6)

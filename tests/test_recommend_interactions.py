@@ -146,6 +146,7 @@ def log_run(tmp_path_factory):
                      "--set", f"data.train_file={log}", "--set", f"recommend.items_file={items}",
                      "--set", "recommend.item_text_columns=[title,genres,overview]",
                      "--set", "recommend.rating_column=rating", "--set", "recommend.top_k=3",
+                     "--set", "recommend.history_cache=true",
                      "--set", "recommend.eval_negatives=5", "--run-dir", run_dir)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return run_dir, result.stdout

@@ -56,6 +56,9 @@ class RecommendConfig:
     head_dropout: float = 0.1
     ndcg_ks: list[int] = dataclasses.field(default_factory=lambda: [5, 10])
     top_k: int = 10  # catalogue items the export's `recommend` signature returns
+    # Training reads history items' vectors from a table re-encoded at each epoch start
+    # (no gradient through histories); only candidates are encoded per step.
+    history_cache: bool = False
 
 
 @dataclasses.dataclass

@@ -72,7 +72,7 @@ class RecommendModel(keras.Model):
     LENGTH_MULTIPLE = 8
 
     def __init__(self, item_encoder: keras.Model, cfg: RecommendConfig, pad_id: int,
-                 **kwargs):
+                 n_items: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.item_encoder = item_encoder
         # float32 on top of a mixed-precision encoder: attention softmax and scores.
@@ -81,6 +81,10 @@ class RecommendModel(keras.Model):
         self.scorer = Scorer(cfg.scorer, cfg.mlp_units, len(cfg.side_feature_columns),
                              name="scorer", dtype="float32")
         self.pad_id = pad_id
+        # recommend.history_cache: training reads history item vectors from this table.
+        self.history_cache = self.add_weight(
+            shape=(n_items, cfg.embedding_dim), initializer="zeros", trainable=False,
+            name="history_cache", dtype="float32") if cfg.history_cache else None
 
     def encode_tokens(self, token_ids, training=False):
         mask = tf.cast(tf.not_equal(token_ids, self.pad_id), tf.int32)
@@ -94,15 +98,26 @@ class RecommendModel(keras.Model):
     def call(self, inputs, training=False):
         h_ids, c_ids = inputs["history_index"], inputs["candidate_index"]
         h_tok, c_tok = inputs["history_tokens"], inputs["candidate_tokens"]
-        batch, n_hist, n_cand = tf.shape(h_ids)[0], tf.shape(h_ids)[1], tf.shape(c_ids)[1]
-        width = tf.maximum(tf.shape(h_tok)[2], tf.shape(c_tok)[2])
+        if training and self.history_cache is not None:
+            # History items come from the table filled at each epoch start (no gradient
+            # through them); only candidates are encoded, with gradients.
+            history = tf.gather(self.history_cache, tf.maximum(h_ids, 0))
+            (candidates,) = self._encode_slots([(c_ids, c_tok)], training)
+        else:
+            history, candidates = self._encode_slots([(h_ids, h_tok), (c_ids, c_tok)],
+                                                     training)
+        return self.score_vectors(history, h_ids >= 0, candidates, inputs["side"])
+
+    def _encode_slots(self, parts, training):
+        """[(index [b, n], tokens [b, n, len])] -> one [b, n, dim] vector grid per part;
+        every distinct item in the batch is encoded once."""
+        width = tf.reduce_max(tf.stack([tf.shape(tok)[2] for _, tok in parts]))
         flat = lambda t: tf.reshape(  # noqa: E731
             tf.pad(t, [[0, 0], [0, 0], [0, width - tf.shape(t)[2]]],
                    constant_values=self.pad_id), [-1, width])
-        tokens = tf.concat([flat(h_tok), flat(c_tok)], axis=0)
-        index = tf.concat([tf.reshape(h_ids, [-1]), tf.reshape(c_ids, [-1])], axis=0)
+        tokens = tf.concat([flat(tok) for _, tok in parts], axis=0)
+        index = tf.concat([tf.reshape(ids, [-1]) for ids, _ in parts], axis=0)
         valid = index >= 0
-        # Every distinct item in the batch is encoded once, for histories and candidates.
         unique, position = tf.unique(tf.boolean_mask(index, valid))
         valid_tokens = tf.boolean_mask(tokens, valid)
         first = tf.math.unsorted_segment_min(tf.range(tf.size(position)), position,
@@ -121,9 +136,24 @@ class RecommendModel(keras.Model):
                              constant_values=self.pad_id)[:, :length]
         vectors = self.encode_tokens(item_tokens, training=training)[:count]
         slot = tf.scatter_nd(tf.where(valid), position, tf.shape(index, tf.int64))
-        per_slot = tf.gather(vectors, slot)  # invalid slots read item 0; masked below
+        per_slot = tf.gather(vectors, slot)  # invalid slots read item 0; masked later
         dim = tf.shape(vectors)[1]
-        split = batch * n_hist
-        history = tf.reshape(per_slot[:split], [batch, n_hist, dim])
-        candidates = tf.reshape(per_slot[split:], [batch, n_cand, dim])
-        return self.score_vectors(history, h_ids >= 0, candidates, inputs["side"])
+        grids, start = [], 0
+        for ids, _ in parts:
+            size = tf.size(ids)
+            grids.append(tf.reshape(per_slot[start:start + size],
+                                    [tf.shape(ids)[0], tf.shape(ids)[1], dim]))
+            start += size
+        return grids
+
+
+class HistoryCacheRefresh(keras.callbacks.Callback):
+    """At the start of every epoch, re-encodes the whole catalogue with the current weights
+    into the model's history cache (recommend.history_cache)."""
+
+    def __init__(self, item_vectors):
+        super().__init__()
+        self.item_vectors = item_vectors  # model -> [items, dim] numpy
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.model.history_cache.assign(self.item_vectors(self.model))

@@ -24,7 +24,7 @@ from tasks.recommend.data import Impressions, RecommendConfig, read_impressions,
 from tasks.recommend.evaluation import format_interaction_report, interaction_report
 from tasks.recommend.interactions import read_interactions
 from tasks.recommend.metrics import impression_metrics
-from tasks.recommend.model import RecommendModel
+from tasks.recommend.model import HistoryCacheRefresh, RecommendModel
 from tasks.recommend.serving import ServingRecommender
 from tfapp.core.backbone import backbone_inputs, load_backbone, pooled_output
 from tfapp.core.data import texts_only_dataset
@@ -228,7 +228,7 @@ class RecommendTask(Task):
                                     dtype="float32")(pooled)
         encoder = keras.Model(inputs, vector, name="item_encoder")
         model = RecommendModel(encoder, self.params, loaded.tokenizer.token_to_id("[PAD]"),
-                               name="recommender")
+                               n_items=len(self.item_ids), name="recommender")
         ids = tf.constant([[[1, 2, 3]]], tf.int32)
         model({"history_index": tf.constant([[0]]), "history_tokens": ids,
                "candidate_index": tf.constant([[1]]), "candidate_tokens": ids,
@@ -257,7 +257,10 @@ class RecommendTask(Task):
         return {"val_" + key.replace("@", "_at_"): metrics[key] for key in keys}
 
     def callbacks(self, run_dir: Path, validation: Impressions, packer) -> list:
-        return [EpochMetrics(lambda model: self.impression_logs(model, validation, packer))]
+        out = [EpochMetrics(lambda model: self.impression_logs(model, validation, packer))]
+        if self.params.history_cache:
+            out.append(HistoryCacheRefresh(lambda model: self.item_vectors(model, packer)))
+        return out
 
     # --- evaluation -------------------------------------------------------------------
     def item_vectors(self, model: RecommendModel, packer) -> np.ndarray:
