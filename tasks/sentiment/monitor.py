@@ -13,9 +13,11 @@ import dataclasses
 import datetime as dt
 import io
 import json
+import math
 import signal
 import threading
 import re
+import shutil
 import time
 from collections import Counter
 from pathlib import Path
@@ -85,6 +87,10 @@ class Outputs:
         self.tf = tf
         self.dir = out_dir
         out_dir.mkdir(parents=True, exist_ok=True)
+        # A re-run into the same --out replaces the earlier run's outputs; its TensorBoard
+        # events would otherwise be read as a second copy of every series.
+        shutil.rmtree(out_dir / "logs", ignore_errors=True)
+        (out_dir / "negative_share.png").unlink(missing_ok=True)
         self.alerts_file = open(out_dir / "alerts.jsonl", "w", encoding="utf-8")
         self.windows_file = open(out_dir / "windows.csv", "w", encoding="utf-8", newline="")
         self.windows_csv = csv.writer(self.windows_file)
@@ -154,10 +160,20 @@ class Outputs:
         atomic_write_bytes(self.dir / "negative_share.png", buf.getvalue())
 
 
+# Records dated more than this ahead of the machine's clock are counted as "future" and
+# left out: one mistyped year must not move every window (and the lateness watermark).
+MAX_FUTURE_SECONDS = 86400.0
+LOUD_LATE_SHARE = 0.05
+
+
 def run_monitor(scorer, reader: StreamReader, detector: SurgeDetector, outputs: Outputs, *,
                 batch_size: int, follow: bool, max_latency: float, poll_interval: float,
                 idle_exit: float | None, say=print) -> dict:
-    """The monitoring loop; returns the run summary. Ctrl-C ends it cleanly."""
+    """The monitoring loop; returns the run summary. Ctrl-C ends it cleanly.
+
+    A file read once (no `follow`) is analysed as a whole: its records are sorted by time
+    first, so their order in the file does not matter and nothing is late. When following,
+    records older than the watermark by more than the allowed lateness are counted late."""
     counts: Counter = Counter()
     seen_ids: set = set()
     pending: list = []
@@ -169,6 +185,12 @@ def run_monitor(scorer, reader: StreamReader, detector: SurgeDetector, outputs: 
     def score_pending():
         nonlocal pending, pending_since, scored, scoring_seconds
         if not pending:
+            return
+        if len(pending) > batch_size:  # a whole file: score in batches, add in time order
+            whole = sorted(pending, key=lambda r: r.timestamp)
+            for i in range(0, len(whole), batch_size):
+                pending = whole[i:i + batch_size]
+                score_pending()
             return
         start = time.perf_counter()
         results = scorer([r.text for r in pending])
@@ -197,23 +219,31 @@ def run_monitor(scorer, reader: StreamReader, detector: SurgeDetector, outputs: 
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
             previous[sig] = signal.signal(sig, lambda signum, frame: stop.append(signum))
+
+    def take(items):
+        nonlocal pending_since
+        for record, reason in items:
+            counts["lines"] += 1
+            if record is None:
+                counts[reason] += 1
+                continue
+            if record.timestamp > time.time() + MAX_FUTURE_SECONDS:
+                counts["future"] += 1
+                continue
+            if record.id is not None:
+                if record.id in seen_ids:
+                    counts["duplicate"] += 1
+                    continue
+                seen_ids.add(record.id)
+            pending.append(record)
+            pending_since = pending_since or time.monotonic()
+            if follow and len(pending) >= batch_size:
+                score_pending()
+
     try:
         while not stop:
-            items = reader.poll()
-            for record, reason in items:
-                counts["lines"] += 1
-                if record is None:
-                    counts[reason] += 1
-                    continue
-                if record.id is not None:
-                    if record.id in seen_ids:
-                        counts["duplicate"] += 1
-                        continue
-                    seen_ids.add(record.id)
-                pending.append(record)
-                pending_since = pending_since or time.monotonic()
-                if len(pending) >= batch_size:
-                    score_pending()
+            items = reader.poll(final=not follow)
+            take(items)
             if items:
                 last_data = time.monotonic()
             if not follow:
@@ -231,15 +261,54 @@ def run_monitor(scorer, reader: StreamReader, detector: SurgeDetector, outputs: 
             signal.signal(sig, handler)
     if stop:
         say("interrupted: flushing")
+    if follow:  # a last line without its newline is still a record
+        take(reader.poll(final=True))
     score_pending()
     for window, alert in detector.close_ready(flush=True):
         outputs.window(window, alert)
     skipped = {k: v for k, v in counts.items() if k != "lines"}
+    if counts["late"] > LOUD_LATE_SHARE * max(scored, 1):
+        say(f"WARNING: {counts['late']} of {scored} scored records ({counts['late'] / max(scored, 1):.0%})"
+            f" arrived later than the allowed lateness and were left out of their windows; "
+            f"raise --lateness, or analyse the file without --follow (sorted by time)")
+    if counts["future"]:
+        say(f"WARNING: {counts['future']} records dated more than a day ahead of this "
+            f"machine's clock were left out (first fix their timestamps)")
+    if scored == 0:
+        say(f"no record was scored ({counts['lines']} lines: "
+            + (", ".join(f"{v} {k}" for k, v in skipped.items()) or "none usable") + ")")
     summary = {"lines": counts["lines"], "scored": scored, "skipped": skipped,
                "alerts": len(outputs.alerts),
                "texts_per_second": round(scored / scoring_seconds, 1) if scoring_seconds else None}
     outputs.close(summary)
     return summary
+
+
+def check_options(args) -> None:
+    """One-line errors for option values that would crash the loop or silently switch
+    alerting off."""
+    if parse_duration(args.window) <= 0:
+        raise ConfigError(f"--window must be longer than 0, got {args.window!r}")
+    checks = [
+        (args.baseline_windows >= 1, "--baseline-windows must be >= 1"),
+        (1 <= args.min_baseline_windows <= args.baseline_windows,
+         "--min-baseline-windows must be in [1, --baseline-windows]"),
+        (math.isfinite(args.threshold) and args.threshold > 0,
+         "--threshold must be a finite number > 0"),
+        (args.min_count >= 0, "--min-count must be >= 0"),
+        (args.cooldown_windows >= 0, "--cooldown-windows must be >= 0"),
+        (args.examples >= 0, "--examples must be >= 0"),
+        (args.batch_size >= 1, "--batch-size must be >= 1"),
+        (math.isfinite(args.max_latency) and args.max_latency > 0,
+         "--max-latency must be a number of seconds > 0"),
+        (math.isfinite(args.poll_interval) and args.poll_interval > 0,
+         "--poll-interval must be a number of seconds > 0"),
+        (args.idle_exit is None or (math.isfinite(args.idle_exit) and args.idle_exit > 0),
+         "--idle-exit must be a number of seconds > 0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
 
 
 @cli_main
@@ -271,6 +340,7 @@ def main(argv=None):
     for field in dataclasses.fields(StreamFields):
         parser.add_argument(f"--{field.name}-field", default=field.default)
     args = parser.parse_args(argv)
+    check_options(args)
 
     cfg = SurgeConfig(
         window_seconds=parse_duration(args.window), baseline_windows=args.baseline_windows,
@@ -293,7 +363,8 @@ def main(argv=None):
                           max_latency=args.max_latency, poll_interval=args.poll_interval,
                           idle_exit=args.idle_exit, say=say)
     say(f"summary: {json.dumps(summary)}")
-    say(f"wrote {out}/alerts.jsonl, windows.csv, negative_share.png, summary.json, logs/")
+    chart = ", negative_share.png" if (out / "negative_share.png").is_file() else ""
+    say(f"wrote {out}/alerts.jsonl, windows.csv{chart}, summary.json, logs/")
 
 
 if __name__ == "__main__":

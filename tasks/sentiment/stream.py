@@ -5,7 +5,9 @@ from __future__ import annotations
 import csv
 import dataclasses
 import datetime as dt
+import io
 import json
+import math
 from pathlib import Path
 from typing import Optional
 
@@ -31,20 +33,34 @@ class Record:
     id: Optional[str]
 
 
+# Epoch numbers this large are milliseconds (1e11 s would be the year 5138).
+MILLISECONDS_FROM = 1e11
+MILLISECONDS_UNTIL = 1e14
+
+
+def _epoch(number: float) -> Optional[float]:
+    if not math.isfinite(number):
+        return None
+    if MILLISECONDS_FROM <= abs(number) < MILLISECONDS_UNTIL:
+        return number / 1000.0
+    return number
+
+
 def parse_timestamp(value) -> Optional[float]:
-    """Epoch seconds from a number or an ISO 8601 string (naive times are UTC)."""
+    """Epoch seconds from a number (seconds, or milliseconds when >= 1e11) or an ISO 8601
+    string (naive times are UTC); None for anything else, NaN and infinities included."""
     if isinstance(value, bool) or value is None:
         return None
     if isinstance(value, (int, float)):
-        return float(value)
+        return _epoch(float(value))
     text = str(value).strip()
     try:
-        return float(text)
+        return _epoch(float(text))
     except ValueError:
         pass
     try:
         parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.timezone.utc)
@@ -53,7 +69,10 @@ def parse_timestamp(value) -> Optional[float]:
 
 class StreamReader:
     """Incremental reader: `poll()` returns what complete lines were appended since the last
-    call, as (Record | None, skip reason | None) pairs. A partial last line waits."""
+    call, as (Record | None, skip reason | None) pairs. A partial last line waits, unless
+    `final` (the end of a file read once, or of a follow). A UTF-8 byte-order mark is
+    dropped; a CSV field quoted across lines is one record; a file truncated in place
+    (copytruncate rotation) is read again from its start."""
 
     def __init__(self, path: str | Path, fields: StreamFields, fmt: str = "auto"):
         self.path = Path(path)
@@ -65,21 +84,46 @@ class StreamReader:
         self.offset = 0
         self.line_no = 0
         self.header: Optional[list[str]] = None
+        self.rotations = 0
         self._partial = b""
+        self._open_quote = b""  # CSV: lines of a record whose quoted field spans lines
+        self._open_line = 0
 
-    def poll(self) -> list[tuple[Optional[Record], Optional[str]]]:
+    def poll(self, final: bool = False) -> list[tuple[Optional[Record], Optional[str]]]:
+        if self.path.stat().st_size < self.offset:  # truncated in place: start again
+            self.offset, self._partial, self._open_quote = 0, b"", b""
+            self.header = None
+            self.rotations += 1
         with open(self.path, "rb") as f:
             f.seek(self.offset)
             chunk = f.read()
+        if self.offset == 0 and chunk.startswith(b"\xef\xbb\xbf"):
+            chunk, self.offset = chunk[3:], 3
         self.offset += len(chunk)
         data = self._partial + chunk
         *lines, self._partial = data.split(b"\n")
+        if final and self._partial:
+            lines.append(self._partial)
+            self._partial = b""
         out = []
         for raw in lines:
             self.line_no += 1
-            parsed = self._parse(raw.rstrip(b"\r"))
+            raw = raw.rstrip(b"\r")
+            if self.fmt != "jsonl":
+                if self._open_quote:
+                    raw = self._open_quote + b"\n" + raw
+                elif raw.count(b'"') % 2:
+                    self._open_line = self.line_no
+                if raw.count(b'"') % 2:  # the quoted field goes on on the next line
+                    self._open_quote = raw
+                    continue
+                self._open_quote = b""
+            parsed = self._parse(raw)
             if parsed is not None:
                 out.append(parsed)
+        if final and self._open_quote:  # an unterminated quote at the very end
+            self._open_quote = b""
+            out.append((None, "malformed"))
         return out
 
     def _parse(self, raw: bytes):
@@ -98,7 +142,8 @@ class StreamReader:
                 return None, "malformed"
         else:
             try:
-                cells = next(csv.reader([text], delimiter="\t" if self.fmt == "tsv" else ","))
+                cells = next(csv.reader(io.StringIO(text),
+                                        delimiter="\t" if self.fmt == "tsv" else ","))
             except (csv.Error, StopIteration):
                 return None, "malformed"
             if self.header is None:

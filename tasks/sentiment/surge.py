@@ -112,7 +112,9 @@ class SurgeDetector:
 
     def close_ready(self, flush: bool = False) -> Iterator[tuple[Window, Optional[dict]]]:
         """Closes windows that end before the watermark (all windows when flush=True),
-        filling gaps with empty windows so the baseline sees quiet periods too."""
+        filling gaps with empty windows so the baseline sees quiet periods too (at most
+        `baseline_windows` of them: an older empty window could never reach the baseline,
+        and one far-off record must not write years of them)."""
         ready = sorted((k for k, w in self.open.items() if flush or w.end <= self.watermark),
                        key=lambda k: (k[1], k[0]))
         for key in ready:
@@ -120,7 +122,8 @@ class SurgeDetector:
             topic = window.topic
             previous = self.last_closed.get(topic)
             if previous is not None:
-                gap = previous + self.cfg.window_seconds
+                gap = max(previous + self.cfg.window_seconds,
+                          window.start - self.cfg.baseline_windows * self.cfg.window_seconds)
                 while gap < window.start:
                     yield from self._close(Window(topic, gap, gap + self.cfg.window_seconds))
                     gap += self.cfg.window_seconds
@@ -137,6 +140,7 @@ class SurgeDetector:
     def _judge(self, window: Window, history: list) -> Optional[dict]:
         cfg = self.cfg
         if (len(history) < cfg.min_baseline_windows or window.negatives < cfg.min_count
+                or window.volume == 0
                 or window.start < self.quiet_until.get(window.topic, float("-inf"))):
             return None
         counts = [h[0] for h in history]
