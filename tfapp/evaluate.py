@@ -8,12 +8,28 @@ import tfapp  # noqa: F401
 from tfapp.core.errors import cli_main
 
 
+def default_out(run: Path, data: Path) -> Path:
+    """RUN/eval/<stem>, or <stem>-2, -3, ... when that one holds another file's metrics."""
+    import json
+
+    base, n = run / "eval" / data.stem, 1
+    while True:
+        out = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        metrics = out / "metrics.json"
+        if not metrics.is_file() or json.loads(metrics.read_text()).get("data") == str(data):
+            return out
+        n += 1
+
+
 @cli_main
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tfapp.evaluate", description=__doc__)
     parser.add_argument("--run", required=True, help="run directory written by tfapp.train")
     parser.add_argument("--data", required=True, help="labelled CSV / TSV / JSONL file")
-    parser.add_argument("--out", help="output directory (default: RUN/eval/<data file stem>)")
+    parser.add_argument("--out", help="output directory (default: RUN/eval/<data file stem>, "
+                        "with -2, -3, ... when another file of that stem was evaluated)")
+    parser.add_argument("--format", default="auto", choices=["auto", "csv", "tsv", "jsonl"],
+                        help="file format (default: from the extension)")
     args = parser.parse_args(argv)
 
     from tfapp.core.rundir import write_json
@@ -21,10 +37,12 @@ def main(argv=None):
     from tfapp.training.restore import restore_run
 
     cfg, task, model, packer = restore_run(args.run)
+    if args.format != "auto":
+        cfg.data.format = args.format
     examples = task.read_file(args.data)  # validated before anything is written
     metrics = task.evaluate(model, examples, packer)
     print(task.format_metrics(metrics))
-    out = Path(args.out) if args.out else Path(args.run) / "eval" / Path(args.data).stem
+    out = Path(args.out) if args.out else default_out(Path(args.run), Path(args.data))
     write_json(out / "metrics.json", {"data": str(args.data), **metrics})
     say(f"wrote {out / 'metrics.json'}")
 

@@ -30,7 +30,8 @@ def detect_format(path: Path, fmt: str = "auto") -> str:
         return FORMATS[path.suffix.lower()]
     except KeyError:
         raise DataError(path, f"cannot tell the format from the extension '{path.suffix}' "
-                              f"(use .csv, .tsv or .jsonl, or set data.format)") from None
+                              f"(use .csv, .tsv or .jsonl, or name the format: data.format in a "
+                              f"config, --format on the command line)") from None
 
 
 def _check_utf8(path: Path, row: int, field: str, value: str) -> None:

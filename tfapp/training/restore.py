@@ -74,7 +74,12 @@ def restore_run(run_dir: str | Path) -> RestoredRun:
     task = task_cls(cfg)
     loaded = run_backbone(cfg, run_path)
     model = task.build_model(loaded)
-    model.load_weights(str(weights))
+    try:
+        model.load_weights(str(weights))
+    except Exception as e:  # h5py / Keras raise many kinds for a damaged file
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ConfigError(f"{weights}: cannot read the run's weights ({reason}); the file "
+                          f"is damaged or from another model") from None
     calibration = run_path / CALIBRATION_FILE
     if calibration.is_file():
         task.set_calibration(json.loads(calibration.read_text(encoding="utf-8")))

@@ -1,0 +1,87 @@
+"""predict and evaluate on bad input: one-line errors naming what is wrong, nothing
+overwritten (directories, byte-order marks, empty texts, the Classify signature, damaged
+exports and weights, two files of one name, formats the extension does not tell)."""
+import json
+import shutil
+
+import pytest
+
+from conftest import run_cli, sample_rows, write_csv
+
+
+def _fails(result, message):
+    assert result.returncode != 0, result.stdout[-2000:]
+    assert message in result.stderr, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+
+
+def _export(run_dir):
+    return run_dir / "export" / "sentiment" / "1"
+
+
+def test_predict_input_errors(tiny_run, tmp_path):
+    run_dir, _ = tiny_run
+    _fails(run_cli("tfapp.predict", "--model", _export(run_dir), "--file", tmp_path),
+           "is a directory; give a file of texts")
+    _fails(run_cli("tfapp.predict", "--model", _export(run_dir), "--text", "  "),
+           "--text: an empty text has nothing to score")
+    table = write_csv(tmp_path / "t.csv", [{"text": "shares rose"}, {"text": " "}])
+    _fails(run_cli("tfapp.predict", "--model", _export(run_dir), "--file", table),
+           "t.csv: row 3: field 'text': empty text (nothing to score)")
+    _fails(run_cli("tfapp.predict", "--model", _export(run_dir), "--signature", "classify",
+                   "--text", "shares rose"), "(serialized tf.Example: the Classify API)")
+
+
+def test_predict_reads_a_bom_txt_and_a_named_format(tiny_run, tmp_path):
+    run_dir, _ = tiny_run
+    txt = tmp_path / "texts.txt"
+    txt.write_text("\ufeffshares rose\nprofit fell\n", encoding="utf-8")
+    result = run_cli("tfapp.predict", "--model", _export(run_dir), "--file", txt)
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["text"] for r in rows] == ["shares rose", "profit fell"]
+    odd = tmp_path / "texts.dat"
+    odd.write_text("text\nshares rose\n", encoding="utf-8")
+    _fails(run_cli("tfapp.predict", "--model", _export(run_dir), "--file", odd),
+           "--format on the command line")
+    named = run_cli("tfapp.predict", "--model", _export(run_dir), "--file", odd,
+                    "--format", "csv")
+    assert named.returncode == 0 and len(named.stdout.splitlines()) == 1
+
+
+@pytest.mark.parametrize("damage", ["truncated_pb", "no_variables"])
+def test_predict_on_a_damaged_export_is_one_line(tiny_run, tmp_path, damage):
+    run_dir, _ = tiny_run
+    export = tmp_path / "sentiment" / "1"
+    shutil.copytree(_export(run_dir), export)
+    if damage == "truncated_pb":
+        pb = export / "saved_model.pb"
+        pb.write_bytes(pb.read_bytes()[:100])
+    else:
+        shutil.rmtree(export / "variables")
+    _fails(run_cli("tfapp.predict", "--model", export, "--text", "shares rose"),
+           "the export is damaged or incomplete")
+
+
+def test_evaluate_damaged_weights_same_stem_and_format(tiny_run, tmp_path):
+    run_dir, _ = tiny_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("eval"))
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    data = write_csv(tmp_path / "a" / "holdout.csv", sample_rows(30))
+    other = write_csv(tmp_path / "b" / "holdout.csv", sample_rows(40))
+    for path in (data, other, data):
+        result = run_cli("tfapp.evaluate", "--run", copy, "--data", path)
+        assert result.returncode == 0, result.stderr[-2000:]
+    first = json.loads((copy / "eval" / "holdout" / "metrics.json").read_text())
+    second = json.loads((copy / "eval" / "holdout-2" / "metrics.json").read_text())
+    assert (first["data"], second["data"]) == (str(data), str(other))
+    assert not (copy / "eval" / "holdout-3").exists()  # the same file again: same place
+    dat = tmp_path / "holdout.dat"
+    shutil.copy(data, dat)
+    result = run_cli("tfapp.evaluate", "--run", copy, "--data", dat, "--format", "csv")
+    assert result.returncode == 0, result.stderr[-2000:]
+    (copy / "model.weights.h5").write_bytes(b"not an h5 file")
+    _fails(run_cli("tfapp.evaluate", "--run", copy, "--data", data),
+           "cannot read the run's weights")
