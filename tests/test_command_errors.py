@@ -85,3 +85,65 @@ def test_evaluate_damaged_weights_same_stem_and_format(tiny_run, tmp_path):
     (copy / "model.weights.h5").write_bytes(b"not an h5 file")
     _fails(run_cli("tfapp.evaluate", "--run", copy, "--data", data),
            "cannot read the run's weights")
+
+
+def test_export_cleans_stale_temps_refuses_a_taken_version_and_writes_missing_metrics(
+        tiny_run, tmp_path):
+    import os
+    import time
+
+    run_dir, _ = tiny_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy, ignore=shutil.ignore_patterns("eval"))
+    base = copy / "export" / "sentiment"
+    stale, fresh = base / ".tmp-7-dead", base / ".tmp-8-busy"
+    for d in (stale, fresh):
+        d.mkdir(parents=True)
+    old = time.time() - 2 * 3600
+    os.utime(stale, (old, old))
+    (copy / "metrics.json").unlink()  # killed between weights and metrics
+    result = run_cli("tfapp.export", "--run", copy)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert not stale.exists() and fresh.exists()  # a fresh one may be another export's
+    metrics = json.loads((copy / "metrics.json").read_text())
+    assert metrics["test"]["sentiment"]["accuracy"] >= 0
+    assert metrics["export"]["path"].endswith("sentiment/2")
+
+
+def test_a_version_taken_during_the_save_is_a_clear_error(tmp_path, monkeypatch):
+    import tensorflow as tf
+
+    from tfapp.core.errors import TfappError
+    from tfapp.serving import export
+
+    root = tf.Module()
+    root.v = tf.Variable(1.0)
+    fn = tf.function(lambda x: {"y": x * root.v},
+                     input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+
+    def racing_check(tmp):  # another export publishes version 1 meanwhile
+        (tmp_path / "m" / "1").mkdir(parents=True)
+        (tmp_path / "m" / "1" / "saved_model.pb").write_bytes(b"x")
+        return set()
+
+    monkeypatch.setattr(export, "check_serving_ops", racing_check)
+    with pytest.raises(TfappError, match="was taken by another export while this one was "
+                                         "saving; run again for version 2"):
+        export.publish_saved_model(root, {"serving_default": fn}, {}, {}, tmp_path / "m")
+    assert [p.name for p in (tmp_path / "m").iterdir()] == ["1"]  # no temp left behind
+
+
+def test_a_file_too_small_to_split_says_so(tmp_path):
+    from conftest import tiny_config
+    from tfapp.core.errors import DataError
+    from tfapp.core.task import get_task
+
+    rows = [{"text": f"shares {w} today", "label": label, "topic": f"t{len(w)}"}
+            for w, label in (("rose", "positive"), ("fell", "negative"),
+                             ("moved!", "neutral"))]
+    data = write_csv(tmp_path / "tiny.csv", rows)
+    cfg = tiny_config(tmp_path, **{"data.train_file": str(data)})
+    with pytest.raises(DataError, match=r"tiny.csv: too few rows to split off validation "
+                                        r"data \(\d+ left for training\): add rows or set "
+                                        r"data.validation_file"):
+        get_task("sentiment")(cfg).load_splits()

@@ -29,6 +29,18 @@ def main(argv=None):
     base = Path(args.base) if args.base else Path(args.run) / "export"
     out = export_saved_model(task, model, packer, base / cfg.task, args.version)
     say(f"exported SavedModel: {out} ({dir_size_bytes(out) / 2**20:.1f} MiB)")
+    metrics_file = Path(args.run) / "metrics.json"
+    if not metrics_file.is_file():
+        # The run was killed after its weights and before its metrics: write them now.
+        from tfapp.core.rundir import write_json
+
+        splits = task.load_splits()
+        metrics = {split: task.evaluate(model, splits[split], packer)
+                   for split in ("validation", "test")}
+        metrics["export"] = {"path": str(out), "size_mb": round(dir_size_bytes(out) / 2**20, 1)}
+        metrics["written_by"] = "tfapp.export (the training run ended before its metrics)"
+        write_json(metrics_file, metrics)
+        say(f"wrote the missing {metrics_file}")
 
 
 if __name__ == "__main__":

@@ -60,6 +60,11 @@ class Task:
         if len(examples["train"]) == 0:
             raise DataError(files["train"], "no training rows left after the split")
         if len(examples["validation"]) == 0:
+            if fractions[1] > 0:  # the fraction is there; the file is too small for it
+                raise DataError(files["train"], f"too few rows to split off validation data "
+                                                f"({len(examples['train'])} left for "
+                                                f"training): add rows or set "
+                                                f"data.validation_file" + why_validation)
             raise ConfigError("no validation data: set data.validation_file or give the "
                               "validation split a non-zero fraction in data.split"
                               + why_validation)

@@ -49,6 +49,23 @@ def export_saved_model(task, model, packer, model_base: Path,
                                task.example_inputs(), model_base, version)
 
 
+# A temporary export this old was left by a killed process (exports take minutes at most).
+STALE_TEMP_SECONDS = 3600
+
+
+def remove_stale_temp_dirs(model_base: Path) -> list[Path]:
+    """Removes `.tmp-*` versions that a killed export left behind (old ones only: a
+    concurrent export may be writing a fresh one)."""
+    import time
+
+    removed = []
+    for tmp in model_base.glob(".tmp-*"):
+        if tmp.is_dir() and time.time() - tmp.stat().st_mtime > STALE_TEMP_SECONDS:
+            shutil.rmtree(tmp, ignore_errors=True)
+            removed.append(tmp)
+    return removed
+
+
 def publish_saved_model(root: tf.Module, signatures: dict, methods: dict,
                         example_inputs: dict, model_base: Path,
                         version: Optional[int] = None,
@@ -66,6 +83,7 @@ def publish_saved_model(root: tf.Module, signatures: dict, methods: dict,
         raise TfappError(f"export version {final} already exists; versions are never "
                          f"overwritten (omit the version to use {next_version(model_base)})")
     model_base.mkdir(parents=True, exist_ok=True)
+    remove_stale_temp_dirs(model_base)
     tmp = model_base / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
     try:
         tf.saved_model.save(root, str(tmp), signatures=signatures)
@@ -79,7 +97,14 @@ def publish_saved_model(root: tf.Module, signatures: dict, methods: dict,
         for name, inputs in example_inputs.items():
             feed = {k: tf.constant(v) for k, v in inputs.items()}
             _compare(name, signatures[name](**feed), reloaded.signatures[name](**feed))
-        tmp.rename(final)
+        try:
+            tmp.rename(final)
+        except OSError:
+            if not final.exists():
+                raise
+            raise TfappError(f"export version {final} was taken by another export while this "
+                             f"one was saving; run again for version "
+                             f"{next_version(model_base)}") from None
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
