@@ -186,8 +186,11 @@ def run_monitor(scorer, reader: StreamReader, detector: SurgeDetector, outputs: 
         nonlocal pending, pending_since, scored, scoring_seconds
         if not pending:
             return
-        if len(pending) > batch_size:  # a whole file: score in batches, add in time order
-            whole = sorted(pending, key=lambda r: r.timestamp)
+        # Records enter the windows in time order (a whole file: all of them; when
+        # following: each batch), scored batch_size at a time.
+        pending.sort(key=lambda r: r.timestamp)
+        if len(pending) > batch_size:
+            whole = pending
             for i in range(0, len(whole), batch_size):
                 pending = whole[i:i + batch_size]
                 score_pending()

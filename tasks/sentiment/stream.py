@@ -38,12 +38,16 @@ MILLISECONDS_FROM = 1e11
 MILLISECONDS_UNTIL = 1e14
 
 
+# Times outside 1900-01-01 .. 9999-12-31 are not dates anyone means (and break calendars).
+EARLIEST, LATEST = -2208988800.0, 253402300799.0
+
+
 def _epoch(number: float) -> Optional[float]:
     if not math.isfinite(number):
         return None
     if MILLISECONDS_FROM <= abs(number) < MILLISECONDS_UNTIL:
-        return number / 1000.0
-    return number
+        number /= 1000.0
+    return number if EARLIEST <= number <= LATEST else None
 
 
 def parse_timestamp(value) -> Optional[float]:
@@ -64,7 +68,10 @@ def parse_timestamp(value) -> Optional[float]:
         return None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=dt.timezone.utc)
-    return parsed.timestamp()
+    try:
+        return _epoch(parsed.timestamp())
+    except (OverflowError, ValueError):
+        return None
 
 
 class StreamReader:
