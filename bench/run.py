@@ -20,8 +20,6 @@ import argparse
 import dataclasses
 import datetime as dt
 import json
-import os
-import platform
 import tempfile
 import time
 from pathlib import Path
@@ -32,6 +30,7 @@ import warnings
 import keras
 import tensorflow as tf
 
+from bench.machine import label as machine_label
 from bench.measure import latency, rates
 from bench.transformers_reference import hf_model_dir, infer_theirs, train_theirs
 from tfapp.core import distribute
@@ -171,21 +170,9 @@ def train_flops(bb, timed: list) -> float:
 
 
 def machine() -> dict:
-    import importlib.metadata as md
+    from bench.machine import describe
 
-    info = {"python": platform.python_version(), "cpu_count": os.cpu_count(),
-            "platform": platform.platform()}
-    try:
-        info["cpu"] = next(line.split(":", 1)[1].strip() for line in
-                           open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        info["cpu"] = platform.processor()
-    for pkg in ("tensorflow", "keras", "keras-hub", "tensorflow-text", "torch", "transformers"):
-        try:
-            info[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            info[pkg] = None
-    return info
+    return describe()
 
 
 def run_suite(name: str, out_dir: Path) -> dict:
@@ -299,7 +286,7 @@ def markdown(r: dict) -> str:
     m = r["machine"]
     lines = [
         f"# Benchmark ({r['suite']} suite, backbone {r['backbone']}, batch {r['batch']})", "",
-        f"{r['date']} · {m['cpu']} · {m['cpu_count']} CPUs · tensorflow {m['tensorflow']}, "
+        f"{r['date']} · {machine_label(m)} · tensorflow {m['tensorflow']}, "
         f"keras {m['keras']}, keras-hub {m['keras-hub']}, torch {m['torch']}, "
         f"transformers {m['transformers']}", "",
         "| measure | tfapp (keras-hub/TF) | transformers (torch) | ours / theirs |",

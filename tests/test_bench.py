@@ -25,3 +25,20 @@ def test_quick_suite_writes_json_and_markdown(tmp_path):
     (md_file,) = tmp_path.glob("quick-*.md")
     assert "| training examples/s |" in md_file.read_text()
     assert "| training examples/s |" in result.stdout
+
+
+def test_machine_facts_name_the_cpu_and_its_matrix_flags():
+    from bench.machine import cpu_facts, describe, label
+
+    amx = ("processor\t: 0\nmodel name\t: Intel(R) Xeon(R) Platinum 8488C\n"
+           "flags\t\t: fpu avx2 avx512f avx512_vnni avx512_bf16 amx_bf16 amx_tile amx_int8\n")
+    facts = cpu_facts(amx)
+    assert facts == {"cpu": "Intel(R) Xeon(R) Platinum 8488C",
+                     "flags": ["avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile",
+                               "amx_bf16", "amx_int8"]}
+    plain = cpu_facts("model name\t: AMD EPYC\nflags\t: fpu sse2 avx2\n")
+    assert plain == {"cpu": "AMD EPYC", "flags": ["avx2"]}
+    info = describe(amx)
+    assert info["cores"] >= 1 and info["tensorflow"]
+    assert label(info).startswith("Intel(R) Xeon(R) Platinum 8488C, ")
+    assert label(info).endswith("amx_bf16 amx_int8")
