@@ -63,6 +63,8 @@ def test_predict_on_a_damaged_export_is_one_line(tiny_run, tmp_path, damage):
            "the export is damaged or incomplete")
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_evaluate_damaged_weights_same_stem_and_format(tiny_run, tmp_path):
     run_dir, _ = tiny_run
     copy = tmp_path / "run"

@@ -152,6 +152,8 @@ def log_run(tmp_path_factory):
     return run_dir, result.stdout
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_interaction_log_trains_and_reports_baselines(log_run):
     run_dir, stdout = log_run
     test = json.loads((run_dir / "metrics.json").read_text())["test"]
@@ -193,6 +195,8 @@ def _text(i):
     return item_text(ITEMS[i], ["title", "genres", "overview"])
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_catalogue_top_k_in_a_fresh_process_equals_in_process_ranking(log_run):
     import tensorflow as tf
 
@@ -218,6 +222,8 @@ def test_catalogue_top_k_in_a_fresh_process_equals_in_process_ranking(log_run):
         np.testing.assert_allclose(scores, all_scores[order], rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_reindex_adds_an_item_that_is_then_retrieved(log_run, tmp_path):
     run_dir, _ = log_run
     export = run_dir / "export" / "recommend"

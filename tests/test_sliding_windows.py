@@ -66,6 +66,8 @@ print(json.dumps(out["probabilities"].numpy().tolist()))
 """
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_sentiment_export_pools_windows_like_evaluation(tmp_path):
     from tfapp.core.backbone import model_inputs
     from tfapp.core.windows import predict_texts
@@ -103,6 +105,8 @@ def test_sentiment_export_pools_windows_like_evaluation(tmp_path):
     np.testing.assert_allclose(tf.nn.softmax(plain).numpy()[0], served[1], atol=1e-5)
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_qa_intent_export_with_windows_serves_and_hands_off(tmp_path):
     run_dir = tmp_path / "run"
     result = run_cli("tfapp.train", "--task", "qa", "--backbone", "tiny", "--epochs", 1,

@@ -19,6 +19,8 @@ def _ok(result):
     return result.stdout
 
 
+@pytest.mark.slow
+@pytest.mark.integration
 def test_search_writes_trials_and_a_best_config_that_train_accepts(tmp_path):
     out = tmp_path / "search"
     stdout = _ok(run_cli("tfapp.tune", *FAST, "--trials", 2, "--algorithm", "random",
