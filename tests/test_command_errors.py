@@ -149,3 +149,20 @@ def test_a_file_too_small_to_split_says_so(tmp_path):
                                         r"data \(\d+ left for training\): add rows or set "
                                         r"data.validation_file"):
         get_task("sentiment")(cfg).load_splits()
+
+
+def test_unwritable_output_places_stop_before_any_work(tiny_run, tmp_path):
+    # A path under a regular file cannot be a directory, whoever runs the tests (root
+    # ignores permission bits, so chmod would prove nothing).
+    blocker = tmp_path / "a_file"
+    blocker.write_text("x")
+    result = run_cli("tfapp.train", "--task", "sentiment", "--backbone", "tiny", "--epochs", 1,
+                     "--run-dir", blocker / "run")
+    _fails(result, "cannot write the run directory here")
+    assert "epoch 1" not in result.stdout
+    run_dir, _ = tiny_run
+    data = write_csv(tmp_path / "holdout.csv", sample_rows(20))
+    _fails(run_cli("tfapp.evaluate", "--run", run_dir, "--data", data, "--out", blocker / "ev"),
+           "cannot write the evaluation output here")
+    _fails(run_cli("tfapp.export", "--run", run_dir, "--base", blocker / "exports"),
+           "cannot write the export base here")

@@ -36,13 +36,16 @@ def main(argv=None):
     from tfapp.core.log import say
     from tfapp.training.restore import restore_run
 
+    from tfapp.core.rundir import check_writable
+
+    out = Path(args.out) if args.out else default_out(Path(args.run), Path(args.data))
     cfg, task, model, packer = restore_run(args.run)
+    check_writable(out, "evaluation output")
     if args.format != "auto":
         cfg.data.format = args.format
     examples = task.read_file(args.data)  # validated before anything is written
     metrics = task.evaluate(model, examples, packer)
     print(task.format_metrics(metrics))
-    out = Path(args.out) if args.out else default_out(Path(args.run), Path(args.data))
     write_json(out / "metrics.json", {"data": str(args.data), **metrics})
     say(f"wrote {out / 'metrics.json'}")
 

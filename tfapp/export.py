@@ -25,8 +25,11 @@ def main(argv=None):
     from tfapp.serving.export import export_saved_model
     from tfapp.training.restore import restore_run
 
+    from tfapp.core.rundir import check_writable
+
     cfg, task, model, packer = restore_run(args.run)
     base = Path(args.base) if args.base else Path(args.run) / "export"
+    check_writable(base / cfg.task, "export base")
     out = export_saved_model(task, model, packer, base / cfg.task, args.version)
     say(f"exported SavedModel: {out} ({dir_size_bytes(out) / 2**20:.1f} MiB)")
     metrics_file = Path(args.run) / "metrics.json"

@@ -40,5 +40,9 @@ def cli_main(fn):
         except TfappError as e:
             print(f"error: {e}", file=sys.stderr)
             sys.exit(2)
+        except (PermissionError, IsADirectoryError, NotADirectoryError) as e:
+            # File-system refusals the commands did not foresee: still one line.
+            print(f"error: {e.filename or ''}: {e.strerror}", file=sys.stderr)
+            sys.exit(2)
 
     return wrapper

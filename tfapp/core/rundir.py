@@ -53,3 +53,19 @@ def write_json(path: Path, data) -> None:
 
 def dir_size_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in Path(path).rglob("*") if p.is_file())
+
+
+def check_writable(path: Path, what: str = "output directory") -> Path:
+    """Creates `path` if needed and proves a file can be written in it, so a run stops
+    with one line before training rather than after it."""
+    from tfapp.core.errors import TfappError
+
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-check-"):
+            pass
+    except OSError as e:
+        where = e.filename or path
+        raise TfappError(f"{where}: cannot write the {what} here ({e.strerror or e})") from None
+    return path

@@ -24,7 +24,7 @@ from tfapp.core.backbone import LoadedBackbone, load_backbone
 from tfapp.core.config import Config, read_yaml
 from tfapp.core.errors import ConfigError, TfappError
 from tfapp.core.log import say
-from tfapp.core.rundir import atomic_write_text, new_run_dir
+from tfapp.core.rundir import atomic_write_text, check_writable, new_run_dir
 from tfapp.training.optimizer import compile_with_optimizer
 from tfapp.training.progress import TrainingStats
 from tfapp.training.resume import ResumableBest, ResumableEMASwap
@@ -157,7 +157,7 @@ class RunContext:
         resolved config."""
         cfg = self.cfg
         self.resuming = (self.path / "backup").is_dir()
-        self.path.mkdir(parents=True, exist_ok=True)
+        check_writable(self.path, "run directory")
         if self.chief:
             self._lock = lock_run_dir(self.path)
         cfg.run.dir = str(self.path)
