@@ -48,5 +48,7 @@ def describe(cpuinfo: str | None = None) -> dict:
 
 def label(info: dict) -> str:
     """'AMD EPYC, 2 cores, avx512_bf16 ...' for table headers."""
-    flags = " ".join(info.get("flags", [])) or "no avx512/amx flags"
+    if "flags" not in info:  # results recorded before flags were
+        return f"{info['cpu']}, {info.get('cores', info.get('cpu_count'))} cores"
+    flags = " ".join(info["flags"]) or "no avx512/amx flags"
     return f"{info['cpu']}, {info.get('cores', info.get('cpu_count'))} cores, flags: {flags}"
