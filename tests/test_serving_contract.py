@@ -114,7 +114,11 @@ def test_reexport_cli_and_serving_config(tiny_run, tmp_path):
         '    name: "sentiment"\n'
         '    base_path: "/models/sentiment"\n'
         '    model_platform: "tensorflow"\n'
-        '    model_version_policy { latest { num_versions: 2 } }\n'
+        '    model_version_policy {\n'
+        '      latest {\n'
+        '        num_versions: 2\n'
+        '      }\n'
+        '    }\n'
         '  }\n'
         '}\n')
     batching = (base / "batching_parameters.txt").read_text()
@@ -128,6 +132,20 @@ def test_reexport_cli_and_serving_config(tiny_run, tmp_path):
     parsed = text_format.Parse((base / "models.config").read_text(),
                                model_server_config_pb2.ModelServerConfig())
     assert parsed.model_config_list.config[0].base_path == "/models/sentiment"
+
+
+def test_models_config_escapes_names_and_paths():
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    from tfapp.serving.server_config import models_config
+
+    name = 'news"} config { name: "evil'
+    text = models_config({name: None}, '/models/a "quoted"\\dir', 1)
+    parsed = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+    (entry,) = parsed.model_config_list.config  # one entry: nothing injected
+    assert entry.name == name
+    assert entry.base_path == '/models/a "quoted"\\dir/' + name
 
 
 def test_serving_config_on_empty_base_is_one_line(tmp_path):

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 
 def models_config(models: dict, base_path: str, num_versions: int) -> str:
-    """model_config_list in protobuf text format; serves the newest `num_versions`."""
-    entries = []
+    """model_config_list in protobuf text format; serves the newest `num_versions`. Written
+    through the server's own proto, so any name or path is escaped as the server parses it."""
+    from google.protobuf import text_format
+    from tensorflow_serving.config import model_server_config_pb2
+
+    config = model_server_config_pb2.ModelServerConfig()
     for name in models:
-        entries.append(
-            "  config {\n"
-            f'    name: "{name}"\n'
-            f'    base_path: "{base_path.rstrip("/")}/{name}"\n'
-            '    model_platform: "tensorflow"\n'
-            f"    model_version_policy {{ latest {{ num_versions: {num_versions} }} }}\n"
-            "  }\n")
-    return "model_config_list {\n" + "".join(entries) + "}\n"
+        entry = config.model_config_list.config.add()
+        entry.name = name
+        entry.base_path = f"{base_path.rstrip('/')}/{name}"
+        entry.model_platform = "tensorflow"
+        entry.model_version_policy.latest.num_versions = num_versions
+    return text_format.MessageToString(config)
 
 
 def batching_parameters(max_batch_size: int, timeout_micros: int, threads: int,
