@@ -166,3 +166,20 @@ def test_unwritable_output_places_stop_before_any_work(tiny_run, tmp_path):
            "cannot write the evaluation output here")
     _fails(run_cli("tfapp.export", "--run", run_dir, "--base", blocker / "exports"),
            "cannot write the export base here")
+
+
+def test_rows_in_both_training_and_evaluation_splits_are_reported(tmp_path, capsys):
+    from conftest import tiny_config
+    from tfapp.core.task import get_task
+    from tfapp.training.trainer import read_splits
+
+    rows = sample_rows(60)
+    data = write_csv(tmp_path / "dup.csv", rows + rows[:30])  # 30 rows twice
+    cfg = tiny_config(tmp_path, **{"data.train_file": str(data)})
+    read_splits(get_task("sentiment")(cfg))
+    out = capsys.readouterr().out
+    assert "validation texts also appear in the training split (duplicated rows)" in out \
+        or "test texts also appear in the training split (duplicated rows)" in out
+    clean = write_csv(tmp_path / "clean.csv", rows)
+    read_splits(get_task("sentiment")(tiny_config(tmp_path, **{"data.train_file": str(clean)})))
+    assert "duplicated rows" not in capsys.readouterr().out

@@ -177,6 +177,9 @@ class QATask(Task):
     def texts(self, examples: Examples) -> list[str]:
         return examples.questions
 
+    def example_texts(self, examples: Examples) -> list[str]:
+        return examples.questions
+
     def dataset(self, examples: Examples, packer, batch_size: int,
                 training: bool) -> tf.data.Dataset:
         d = self.config.data

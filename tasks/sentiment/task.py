@@ -168,6 +168,9 @@ class SentimentTask(Task):
     def texts(self, examples: Examples) -> list[str]:
         return examples.texts
 
+    def example_texts(self, examples: Examples) -> list[str]:
+        return examples.texts
+
     def _targets(self, ex: Examples) -> dict:
         y = {"sentiment": np.eye(len(self.params.labels), dtype=np.float32)[ex.labels]}
         if self.params.topic_column:

@@ -85,6 +85,11 @@ class Task:
     def texts(self, examples) -> list[str]:
         raise NotImplementedError
 
+    def example_texts(self, examples) -> Optional[list[str]]:
+        """One input text per example, for reporting rows that appear in both training and
+        evaluation splits; None where examples are not single texts."""
+        return None
+
     def dataset(self, examples, packer: TextPacker, batch_size: int,
                 training: bool) -> tf.data.Dataset:
         raise NotImplementedError

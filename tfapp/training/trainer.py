@@ -53,7 +53,27 @@ def read_splits(task) -> dict:
     sizes = {k: len(v) for k, v in splits.items()}
     say(f"data: {sizes['train']} train / {sizes['validation']} validation / "
         f"{sizes['test']} test examples")
+    for line in split_overlap(task, splits):
+        say(line)
     return splits
+
+
+def split_overlap(task, splits: dict) -> list[str]:
+    """Warnings for evaluation examples whose text is also a training example (duplicated
+    rows): their scores are optimistic."""
+    train = task.example_texts(splits["train"])
+    if train is None:
+        return []
+    seen = {" ".join(t.split()).lower() for t in train}
+    out = []
+    for split in ("validation", "test"):
+        texts = task.example_texts(splits[split]) if len(splits[split]) else []
+        both = sum(" ".join(t.split()).lower() in seen for t in texts)
+        if both:
+            out.append(f"warning: {both} of {len(texts)} {split} texts also appear in the "
+                       f"training split (duplicated rows); {split} scores on them are "
+                       f"optimistic: deduplicate the data")
+    return out
 
 
 def check_export_version(cfg: Config, run_path: Path) -> None:
