@@ -183,3 +183,20 @@ def test_rows_in_both_training_and_evaluation_splits_are_reported(tmp_path, caps
     clean = write_csv(tmp_path / "clean.csv", rows)
     read_splits(get_task("sentiment")(tiny_config(tmp_path, **{"data.train_file": str(clean)})))
     assert "duplicated rows" not in capsys.readouterr().out
+
+
+def test_an_unterminated_quote_is_named_where_it_opens(tmp_path):
+    from tfapp.core.data import read_rows
+    from tfapp.core.errors import DataError
+
+    path = tmp_path / "q.csv"
+    path.write_text('text,label\nok one,positive\n"broken start,negative\nthird,neutral\n'
+                    'fourth,positive\n', encoding="utf-8")
+    with pytest.raises(DataError, match=r"q.csv: row 3: unterminated quote: a field opened "
+                                        r"with \" here never closes"):
+        read_rows(path, ["text", "label"])
+    fine = tmp_path / "fine.csv"
+    fine.write_text('text,label\n"two\nlines, quoted",positive\n"say ""hi""",neutral\n',
+                    encoding="utf-8")
+    assert [v["text"] for _, v in read_rows(fine, ["text", "label"])] == [
+        "two\nlines, quoted", 'say "hi"']

@@ -47,10 +47,27 @@ def _check_utf8(path: Path, row: int, field: str, value: str) -> None:
                         row, field) from None
 
 
+def _checked_rows(path: Path, reader):
+    """The reader's rows; a malformed quote becomes a DataError naming the row it opened in."""
+    while True:
+        start = reader.line_num + 1
+        try:
+            yield next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            what = ("unterminated quote: a field opened with \" here never closes"
+                    if "unexpected end of data" in str(e)
+                    else f"malformed quoting ({e})")
+            raise DataError(path, what, start) from None
+
+
 def _csv_rows(path: Path, columns: Sequence[str], delimiter: str):
     # surrogateescape keeps invalid bytes visible so the bad row and field can be named.
     with open(path, encoding="utf-8-sig", errors="surrogateescape", newline="") as f:
-        reader = csv.DictReader(f, delimiter=delimiter)
+        # strict: a quote left open stops at the end of the file with csv.Error instead of
+        # swallowing every later row into one field.
+        reader = csv.DictReader(f, delimiter=delimiter, strict=True)
         header = reader.fieldnames
         if not header:
             raise DataError(path, "file is empty (expected a header row and data rows)")
@@ -64,7 +81,7 @@ def _csv_rows(path: Path, columns: Sequence[str], delimiter: str):
         if missing:
             raise DataError(path, f"column '{missing[0]}' not found in header "
                                   f"(columns: {', '.join(header)})", row=1, field=missing[0])
-        for row in reader:
+        for row in _checked_rows(path, reader):
             line = reader.line_num
             if None in row:
                 raise DataError(path, f"{len(header) + len(row[None])} fields, "
