@@ -17,11 +17,9 @@ PACKAGES = ("tensorflow", "keras", "keras-hub", "tensorflow-text", "torch", "tra
 def cpu_facts(cpuinfo: str | None = None) -> dict:
     """{'cpu': model name, 'flags': the relevant flags present} from /proc/cpuinfo text."""
     if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8") as f:
-                cpuinfo = f.read()
-        except OSError:
-            cpuinfo = ""
+        from tfapp.core.distribute import cpuinfo_text
+
+        cpuinfo = cpuinfo_text()
     model, flags = platform.processor() or "unknown CPU", set()
     for line in cpuinfo.splitlines():
         key, _, value = line.partition(":")

@@ -54,14 +54,19 @@ def choose_strategy_name(requested: str, tpu: str | None, tf_config: str | None,
     return requested, "requested"
 
 
+def cpuinfo_text() -> str:
+    """/proc/cpuinfo, or '' where there is none."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def cpu_supports_bf16(cpuinfo: str | None = None) -> bool:
     """Whether the host CPU has bfloat16 instructions (AVX512-BF16 or AMX-BF16)."""
     if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8") as f:
-                cpuinfo = f.read()
-        except OSError:
-            return False
+        cpuinfo = cpuinfo_text()
     return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", cpuinfo))
 
 
