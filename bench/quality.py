@@ -182,18 +182,24 @@ def run_tfapp(dataset: str, files: dict, recipe: str, seed: int, suite: Suite,
     if suite.epochs:
         sets.append(f"train.epochs={suite.epochs}")
     run_dir = work / "runs" / dataset / recipe / f"seed{seed}"
-    command = [sys.executable, "-m", "tfapp.train", "--task", task, "--backbone",
-               suite.backbone, "--run-dir", str(run_dir)]
+    metrics, seconds = train_cli(["--task", task, "--backbone", suite.backbone], sets,
+                                 run_dir, f"{dataset}/{recipe}/seed {seed}")
+    epochs = len(next(iter(metrics["history"].values())))
+    return {**headline(dataset, metrics["test"]), "seconds": seconds, "epochs_run": epochs}
+
+
+def train_cli(args: list[str], sets: list[str], run_dir: Path, what: str) -> tuple[dict, float]:
+    """`python -m tfapp.train ARGS --set ... --run-dir RUN` as a user runs it; returns
+    (its metrics.json, wall seconds of the whole command)."""
+    command = [sys.executable, "-m", "tfapp.train", *args, "--run-dir", str(run_dir)]
     for s in sets:
         command += ["--set", s]
     start = time.perf_counter()
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     if result.returncode:
-        raise SystemExit(f"{dataset}/{recipe}/seed {seed} failed:\n{result.stderr[-3000:]}")
+        raise SystemExit(f"{what} failed:\n{result.stderr[-3000:]}")
     metrics = json.loads((run_dir / "metrics.json").read_text())
-    epochs = len(next(iter(metrics["history"].values())))
-    return {**headline(dataset, metrics["test"]), "seconds": round(time.perf_counter() - start, 1),
-            "epochs_run": epochs}
+    return metrics, round(time.perf_counter() - start, 1)
 
 
 def run_reference(dataset: str, files: dict, seed: int, suite: Suite) -> dict:

@@ -17,12 +17,11 @@ import argparse
 import datetime as dt
 import json
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 from bench.machine import describe as machine, label
+from bench.quality import train_cli
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "recommend_movielens.yaml"
@@ -32,18 +31,12 @@ COLUMNS = ("hr@10", "ndcg@10", "mrr", "auc", "catalogue/recall@10", "catalogue/r
 
 
 def run_train(data: Path, run_dir: Path, sets: list[str]) -> dict:
-    command = [sys.executable, "-m", "tfapp.train", "--task", "recommend", "--config",
-               str(CONFIG), "--set", f"data.train_file={data / 'interactions.csv'}",
-               "--set", f"recommend.items_file={data / 'items.csv'}",
-               "--set", "export.enabled=false", "--run-dir", str(run_dir)]
-    for s in sets:
-        command += ["--set", s]
-    start = time.perf_counter()
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    if result.returncode:
-        raise SystemExit(f"{run_dir} failed:\n{result.stderr[-3000:]}")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
-    metrics["command_seconds"] = round(time.perf_counter() - start, 1)
+    metrics, seconds = train_cli(
+        ["--task", "recommend", "--config", str(CONFIG)],
+        [f"data.train_file={data / 'interactions.csv'}",
+         f"recommend.items_file={data / 'items.csv'}", "export.enabled=false", *sets],
+        run_dir, str(run_dir))
+    metrics["command_seconds"] = seconds
     return metrics
 
 
