@@ -3,18 +3,24 @@ readers or the monitor; every stream line is either scored or counted with a rea
 every timestamp parses to a finite number or to None."""
 import json
 import math
+import os
 
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from tfapp.core.errors import DataError
 
-SETTINGS = settings(max_examples=60, deadline=None,
+# CI runs a fixed, seeded set of examples so a red build always reproduces; set
+# TFAPP_PROPERTY_EXAMPLES=5000 (say) to explore freshly drawn inputs.
+_EXPLORE = int(os.environ.get("TFAPP_PROPERTY_EXAMPLES", "0"))
+SETTINGS = settings(max_examples=_EXPLORE or 150, derandomize=not _EXPLORE, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 @SETTINGS
 @given(st.binary(max_size=400), st.sampled_from([".csv", ".tsv", ".jsonl"]))
+@example(b'"', ".csv")  # a header whose quote never closes
+@example(b'"\n"', ".csv")  # a header cell holding a line break
 def test_table_readers_return_rows_or_one_data_error(tmp_path, content, suffix):
     from tfapp.core.data import read_rows
 

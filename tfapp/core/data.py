@@ -68,7 +68,12 @@ def _csv_rows(path: Path, columns: Sequence[str], delimiter: str):
         # strict: a quote left open stops at the end of the file with csv.Error instead of
         # swallowing every later row into one field.
         reader = csv.DictReader(f, delimiter=delimiter, strict=True)
-        header = reader.fieldnames
+        try:
+            header = reader.fieldnames
+        except csv.Error as e:
+            what = ("unterminated quote: a field opened with \" here never closes"
+                    if "unexpected end of data" in str(e) else f"malformed quoting ({e})")
+            raise DataError(path, f"header: {what}", 1) from None
         if not header:
             raise DataError(path, "file is empty (expected a header row and data rows)")
         for col in header:

@@ -5,6 +5,12 @@ import functools
 import sys
 
 
+def one_line(text: str) -> str:
+    """`text` with line breaks shown as escapes, so an error stays on one line even when it
+    quotes a value (a header cell, a field) that itself holds a newline."""
+    return str(text).replace("\r", "\\r").replace("\n", "\\n")
+
+
 class TfappError(Exception):
     """An error caused by the user's input; the CLIs print it as one line and exit 2."""
 
@@ -22,7 +28,7 @@ class DataError(TfappError):
             where += f": row {row}"
         if field is not None:
             where += f": field '{field}'"
-        super().__init__(f"{where}: {message}")
+        super().__init__(one_line(f"{where}: {message}"))
         self.path, self.row, self.field = str(path), row, field
 
 
@@ -38,7 +44,7 @@ def cli_main(fn):
         try:
             return fn(argv)
         except TfappError as e:
-            print(f"error: {e}", file=sys.stderr)
+            print(f"error: {one_line(e)}", file=sys.stderr)
             sys.exit(2)
         except (PermissionError, IsADirectoryError, NotADirectoryError) as e:
             # File-system refusals the commands did not foresee: still one line.
