@@ -93,6 +93,27 @@ def default_run(tmp_path_factory):
     return run_dir, result.stdout, time.time() - start
 
 
+SENTIMENT_SERVE = """
+import json, sys
+import tensorflow as tf
+import tensorflow_text  # noqa: F401  (the ops a model server links)
+model = tf.saved_model.load(sys.argv[1])
+out = model.signatures["serving_default"](text=tf.constant(json.loads(sys.argv[2])))
+assert not {"tfapp", "tasks", "keras_hub"} & {m.split(".")[0] for m in sys.modules}
+print(json.dumps({"labels": [x.decode() for x in out["label"].numpy().tolist()],
+                  "probabilities": out["probabilities"].numpy().tolist()}))
+"""
+
+
+def serve_sentiment_fresh(export, texts) -> dict:
+    """A sentiment export's labels and probabilities from a fresh process with only
+    tensorflow + tensorflow_text, as a model server loads it."""
+    result = subprocess.run([sys.executable, "-c", SENTIMENT_SERVE, str(export),
+                             json.dumps(texts)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
 # --- QA exports served as a model server would (tensorflow + tensorflow_text only) -------
 
 QA_SERVE = """

@@ -21,14 +21,11 @@ def student_layers(teacher_layers: int, n: int) -> list[int]:
 
 def make_student(teacher, n: int):
     """A LoadedBackbone with n layers copied from `teacher` (a LoadedBackbone)."""
-    import keras_hub
-
     from tfapp.core.backbone import LoadedBackbone, use_exact_gelu
+    from tfapp.core.pruned_bert import backbone_with_layers
 
-    config = teacher.backbone.get_config()
-    chosen = student_layers(config["num_layers"], n)
-    config["num_layers"] = n
-    student = keras_hub.models.BertBackbone.from_config(config)
+    chosen = student_layers(teacher.backbone.num_layers, n)
+    student = backbone_with_layers(teacher.backbone, chosen)
     for layer in student.layers:
         if not layer.weights:
             continue

