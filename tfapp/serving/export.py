@@ -7,6 +7,7 @@ partial or wrong version, and an existing version is never overwritten.
 """
 from __future__ import annotations
 
+import contextlib
 import shutil
 import uuid
 from pathlib import Path
@@ -53,6 +54,24 @@ def export_saved_model(task, model, packer, model_base: Path,
 STALE_TEMP_SECONDS = 3600
 
 
+@contextlib.contextmanager
+def _without_keras_default_signatures():
+    """While saving, Keras models in the object graph offer no `_default_save_signature`.
+
+    Every export passes its own signatures, yet tf.saved_model.save traces and stores each
+    Keras model's default serving function it finds (the task model and the backbone):
+    wasted export time, and for an int8 model whose weights are graph constants, two more
+    copies of them in saved_model.pb."""
+    from keras.src.backend.tensorflow.layer import TFLayer
+
+    original = TFLayer.__dict__["_default_save_signature"]
+    TFLayer._default_save_signature = property(lambda self: None)
+    try:
+        yield
+    finally:
+        TFLayer._default_save_signature = original
+
+
 def remove_stale_temp_dirs(model_base: Path) -> list[Path]:
     """Removes `.tmp-*` versions that a killed export left behind (old ones only: a
     concurrent export may be writing a fresh one)."""
@@ -86,7 +105,8 @@ def publish_saved_model(root: tf.Module, signatures: dict, methods: dict,
     remove_stale_temp_dirs(model_base)
     tmp = model_base / f".tmp-{version}-{uuid.uuid4().hex[:8]}"
     try:
-        tf.saved_model.save(root, str(tmp), signatures=signatures)
+        with _without_keras_default_signatures():
+            tf.saved_model.save(root, str(tmp), signatures=signatures)
         set_method_names(tmp, methods)
         check_serving_ops(tmp)
         write_warmup(tmp, warmup_records(model_base.name, example_inputs, methods))
