@@ -1,10 +1,17 @@
-"""python -m bench.compression --run [NAME=]RUN_DIR ... [--requests N] [--out DIR]
+"""python -m bench.compression --data DIR [--seeds 2] [--work DIR] [--write]
+python -m bench.compression --run [NAME=]RUN_DIR ... [--out DIR]
 
-Compression report: for every run given (e.g. a teacher and its distilled student) and,
-where `tfapp.quantize` made one, its int8 export: size on disk of the SavedModel,
-single-request latency through the exported `serving_default` (tokenisation included,
-p50 / p99 over N requests after warm-up), and the headline validation metric from the
-run's own evaluation (runs of one teacher share its seeded validation split).
+Compression on real text. With --data (a directory with train.csv and validation.csv of
+text,label sentiment rows, e.g. ../shared/data/tfns): per seed a teacher (the default
+recipe), a 3-layer distilled student, a pruned teacher, the chain distil -> prune -> int8
+and the teacher's int8 exports in every mode, all made by the user-facing commands (see
+bench.compression_pipeline); then for each: size on disk of the SavedModel, single-request
+p50 / p99 latency and batch-32 throughput through the exported `serving_default` (in-graph
+tokenisation included, real validation texts), and validation accuracy and macro-F1 (mean
+and standard deviation over the seeds). --write puts the table into bench/RESULTS.md and
+the raw results into bench/compression.json.
+
+With --run: the same measurements for finished runs (and their int8 exports).
 """
 from __future__ import annotations
 
@@ -15,11 +22,16 @@ import statistics
 import time
 from pathlib import Path
 
+import numpy as np
+
 import tfapp  # noqa: F401
+from bench.machine import describe as machine, label
 from tfapp.core.errors import ConfigError, cli_main
 
+REPO = Path(__file__).resolve().parent.parent
 REQUEST = "Shares of Northwind Bank jumped 9% after quarterly earnings beat estimates."
 HEADLINE_KEYS = ("accuracy", "top1_accuracy", "auc")
+BEGIN, END = "<!-- compression table: begin -->", "<!-- compression table: end -->"
 
 
 def headline(metrics: dict):
@@ -42,23 +54,43 @@ def latest_version(base: Path) -> Path | None:
     return base / str(versions[-1]) if versions else None
 
 
-def latency_ms(export: Path, requests: int) -> tuple[float, float]:
-    """p50 and p99 of one-text requests to the export's serving_default."""
+def _signature(export: Path):
     import tensorflow as tf
     import tensorflow_text  # noqa: F401  (the tokeniser ops)
 
     fn = tf.saved_model.load(str(export)).signatures["serving_default"]
     (name,) = fn.structured_input_signature[1]
-    feed = {name: tf.constant([REQUEST])}
-    for _ in range(10):
-        fn(**feed)
+    return lambda texts: fn(**{name: tf.constant(texts)})
+
+
+def latency_ms(export: Path, requests: int, texts=None) -> tuple[float, float]:
+    """p50 and p99 of one-text requests to the export's serving_default (cycling through
+    `texts`, or one fixed sentence)."""
+    call = _signature(export)
+    texts = texts or [REQUEST]
+    for i in range(10):
+        call(texts[i % len(texts):][:1])
     times = []
-    for _ in range(requests):
+    for i in range(requests):
+        one = [texts[i % len(texts)]]
         start = time.perf_counter()
-        fn(**feed)
+        call(one)
         times.append((time.perf_counter() - start) * 1000)
     times.sort()
     return statistics.median(times), times[min(len(times) - 1, int(0.99 * len(times)))]
+
+
+def batch_throughput(export: Path, texts: list[str], batch: int = 32, batches: int = 20) -> float:
+    """Examples per second through serving_default in batches of `batch` texts."""
+    call = _signature(export)
+    chunks = [texts[i * batch:(i + 1) * batch] for i in range(batches)]
+    chunks = [c for c in chunks if len(c) == batch] or [([REQUEST] * batch)]
+    call(chunks[0])
+    call(chunks[-1])
+    start = time.perf_counter()
+    for chunk in chunks:
+        call(chunk)
+    return len(chunks) * batch / (time.perf_counter() - start)
 
 
 def size_mb(path: Path) -> float:
@@ -67,9 +99,11 @@ def size_mb(path: Path) -> float:
     return dir_size_bytes(path) / 2**20
 
 
+# --- --run mode ------------------------------------------------------------------------
+
 def rows_for(name: str, run: Path, requests: int) -> list[dict]:
+    from tfapp.compression.quantize import MODES, export_base, report_name
     from tfapp.core.config import read_yaml
-    from tfapp.compression.quantize import INT8_BASE, REPORT
 
     metrics_file = run / "metrics.json"
     if not metrics_file.is_file():
@@ -77,18 +111,21 @@ def rows_for(name: str, run: Path, requests: int) -> list[dict]:
     metrics = json.loads(metrics_file.read_text())
     task = read_yaml(run / "config.yaml")["task"]
     variants = [(name, latest_version(run / "export" / task), metrics.get("validation", {}))]
-    quant = run / REPORT
-    if quant.is_file():
-        report = json.loads(quant.read_text())
-        variants.append((f"{name} int8", latest_version(run / INT8_BASE / task),
-                         report["int8"].get("validation", {})))
+    for mode in MODES:
+        quant = run / report_name(mode)
+        if quant.is_file():
+            report = json.loads(quant.read_text())
+            variants.append((f"{name} int8 {mode}",
+                             latest_version(run / export_base(mode) / task),
+                             report["int8"].get("validation", {})))
     rows = []
-    for label, export, validation in variants:
+    for label_, export, validation in variants:
         if export is None:
-            raise ConfigError(f"{run}: no export for {label}")
+            raise ConfigError(f"{run}: no export for {label_}")
         p50, p99 = latency_ms(export, requests)
         metric = headline(validation) or ("metric", float("nan"))
-        rows.append({"model": label, "export": str(export), "size_mb": round(size_mb(export), 1),
+        rows.append({"model": label_, "export": str(export),
+                     "size_mb": round(size_mb(export), 1),
                      "latency_p50_ms": round(p50, 2), "latency_p99_ms": round(p99, 2),
                      "metric": metric[0], "validation": round(float(metric[1]), 4)})
     return rows
@@ -103,14 +140,170 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+# --- --data mode -----------------------------------------------------------------------
+
+def _validation(run: Path, report: str | None) -> dict:
+    if report:
+        return json.loads((run / report).read_text())["int8"]["validation"]["sentiment"]
+    return json.loads((run / "metrics.json").read_text())["validation"]["sentiment"]
+
+
+def _mean_std(values: list[float]) -> dict:
+    return {"mean": round(float(np.mean(values)), 4),
+            "std": round(float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, 4),
+            "values": [round(v, 4) for v in values]}
+
+
+def variants(runs: dict, modes: list[str],
+             student_layers: int) -> list[tuple[str, str, str, str | None, list]]:
+    """(row name, run kind, export base, int8 report or None, seeds) of every table row."""
+    from tfapp.compression.quantize import DEFAULT_MODE, export_base, report_name
+
+    seeds = sorted(runs)
+    rows = [("teacher", "teacher", "export", None, seeds)]
+    for mode in modes:
+        rows.append((f"teacher int8 ({mode})", "teacher", export_base(mode),
+                     report_name(mode), seeds if mode == DEFAULT_MODE else seeds[:1]))
+    rows += [(f"student ({student_layers} layers, distilled)", "student", "export", None,
+              seeds),
+             ("pruned teacher", "pruned", "export", None, seeds),
+             ("chain: student, pruned", "chain", "export", None, seeds),
+             (f"chain: student, pruned, int8 ({DEFAULT_MODE})", "chain",
+              export_base(DEFAULT_MODE), report_name(DEFAULT_MODE), seeds)]
+    return rows
+
+
+def measure(runs: dict, modes: list[str], texts: list[str], requests: int,
+            student_layers: int) -> list[dict]:
+    rows = []
+    first = min(runs)
+    for name, kind, base, report, seeds in variants(runs, modes, student_layers):
+        export = latest_version(runs[first][kind] / base / "sentiment")
+        if export is None:
+            raise ConfigError(f"{runs[first][kind]}: no export under {base}")
+        validation = [_validation(runs[s][kind], report) for s in seeds]
+        p50, p99 = latency_ms(export, requests, texts)
+        rows.append({
+            "model": name, "export": str(export), "size_mb": round(size_mb(export), 1),
+            "latency_p50_ms": round(p50, 2), "latency_p99_ms": round(p99, 2),
+            "batch32_examples_per_s": round(batch_throughput(export, texts), 1),
+            "accuracy": _mean_std([v["accuracy"] for v in validation]),
+            "macro_f1": _mean_std([v["macro_f1"] for v in validation]), "seeds": seeds})
+        print(f"[bench] measured {name}: {rows[-1]['size_mb']} MiB, p50 {p50:.2f} ms",
+              flush=True)
+    return rows
+
+
+def data_table(rows: list[dict]) -> str:
+    t = rows[0]
+    lines = ["| model | size (MiB) | smaller | p50 (ms) | p99 (ms) | faster (p50) | "
+             "batch-32 ex/s | val accuracy | val macro-F1 | F1 vs teacher (pt) | seeds |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        a, f = r["accuracy"], r["macro_f1"]
+        lines.append(
+            f"| {r['model']} | {r['size_mb']} | {t['size_mb'] / r['size_mb']:.2f}x | "
+            f"{r['latency_p50_ms']} | {r['latency_p99_ms']} | "
+            f"{t['latency_p50_ms'] / r['latency_p50_ms']:.2f}x | "
+            f"{r['batch32_examples_per_s']} | {a['mean']:.4f} ± {a['std']:.4f} | "
+            f"{f['mean']:.4f} ± {f['std']:.4f} | "
+            f"{100 * (f['mean'] - t['macro_f1']['mean']):+.2f} | "
+            f"{', '.join(map(str, r['seeds']))} |")
+    return "\n".join(lines)
+
+
+def goal(rows: list[dict]) -> str:
+    """Which rows meet the issue's goal: >= 2x faster single requests, >= 3x smaller,
+    <= 1 point macro-F1 lost, against the teacher."""
+    t = rows[0]
+    verdicts = []
+    for r in rows[1:]:
+        faster = t["latency_p50_ms"] / r["latency_p50_ms"]
+        smaller = t["size_mb"] / r["size_mb"]
+        lost = 100 * (t["macro_f1"]["mean"] - r["macro_f1"]["mean"])
+        ok = faster >= 2 and smaller >= 3 and lost <= 1
+        verdicts.append(f"- {r['model']}: {faster:.2f}x faster, {smaller:.2f}x smaller, "
+                        f"{lost:+.2f} pt macro-F1 lost: **{'meets' if ok else 'misses'}**")
+    return "\n".join(verdicts)
+
+
+def write_results(result: dict) -> None:
+    rows = result["rows"]
+    section = "\n".join([
+        BEGIN,
+        f"Run of {result['date']} on {label(result['machine'])}: `python -m bench.compression "
+        f"--data {result['data']} --seeds {len(result['seeds'])} --write`; raw results in "
+        f"bench/compression.json. Validation: the data set's validation.csv "
+        f"({result['validation_examples']} texts); latency and throughput through each "
+        f"export's `serving_default` (seed {result['seeds'][0]}'s export; tokenisation "
+        f"included; {result['requests']} single requests after 10 warm-up calls, 20 batches "
+        f"of 32), all in one process with nothing else running.",
+        "", data_table(rows), "",
+        "Goal (>= 2x faster single requests, >= 3x smaller, <= 1 pt macro-F1 lost):", "",
+        goal(rows), END])
+    path = REPO / "bench" / "RESULTS.md"
+    text = path.read_text(encoding="utf-8")
+    if BEGIN in text and END in text:
+        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip() + "\n\n## Compression on real text\n\n" + section + "\n"
+    tmp = path.with_suffix(".md.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+    out = REPO / "bench" / "compression.json"
+    out.with_suffix(".json.tmp").write_text(json.dumps(result, indent=2) + "\n")
+    out.with_suffix(".json.tmp").replace(out)
+
+
+def run_data(args) -> dict:
+    import csv
+
+    from bench.compression_pipeline import Recipe, run_all
+    from tfapp.compression.quantize import MODES
+
+    data = Path(args.data)
+    for name in ("train.csv", "validation.csv"):
+        if not (data / name).is_file():
+            raise ConfigError(f"{data}: no {name} (expected text,label CSV files)")
+    with open(data / "validation.csv", encoding="utf-8", newline="") as f:
+        texts = [row["text"] for row in csv.DictReader(f)]
+    seeds = list(range(1, args.seeds + 1))
+    modes = list(MODES)
+    recipe = Recipe(teacher_epochs=args.teacher_epochs, student_layers=args.student_layers,
+                    backbone=args.backbone)
+    made = run_all(data, Path(args.work), seeds, recipe, modes)
+    rows = measure(made["runs"], modes, texts, args.requests, args.student_layers)
+    return {"date": dt.datetime.now().isoformat(timespec="seconds"), "machine": machine(),
+            "data": str(args.data), "seeds": seeds, "validation_examples": len(texts),
+            "requests": args.requests, "recipe": vars(recipe),
+            "step_seconds": made["seconds"], "rows": rows}
+
+
 @cli_main
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m bench.compression", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", action="append", required=True, metavar="[NAME=]RUN_DIR")
+    parser.add_argument("--data", help="directory with train.csv and validation.csv")
+    parser.add_argument("--seeds", type=int, default=2)
+    parser.add_argument("--work", default=str(REPO / "bench" / "results" / "compression"))
+    parser.add_argument("--write", action="store_true",
+                        help="write bench/RESULTS.md's table and bench/compression.json")
+    parser.add_argument("--backbone", default="default", help="the teacher's backbone")
+    parser.add_argument("--teacher-epochs", type=int, default=3)
+    parser.add_argument("--student-layers", type=int, default=3)
+    parser.add_argument("--run", action="append", metavar="[NAME=]RUN_DIR")
     parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--out", help="directory for compression-<date>.json and .md")
+    parser.add_argument("--out", help="--run mode: directory for compression-<date>.json/.md")
     args = parser.parse_args(argv)
+    if bool(args.data) == bool(args.run):
+        raise ConfigError("give either --data DIR or one or more --run RUN_DIR")
+    if args.data:
+        result = run_data(args)
+        print(data_table(result["rows"]))
+        print(goal(result["rows"]))
+        if args.write:
+            write_results(result)
+        return
     rows = []
     for spec in args.run:
         name, _, path = spec.rpartition("=")
