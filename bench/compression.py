@@ -293,7 +293,8 @@ def main(argv=None):
     parser.add_argument("--student-layers", type=int, default=3)
     parser.add_argument("--run", action="append", metavar="[NAME=]RUN_DIR")
     parser.add_argument("--requests", type=int, default=200)
-    parser.add_argument("--out", help="--run mode: directory for compression-<date>.json/.md")
+    parser.add_argument("--out", help="directory for the JSON and table (--data: "
+                                      "compression.json/.md; --run: compression-<date>.*)")
     args = parser.parse_args(argv)
     if bool(args.data) == bool(args.run):
         raise ConfigError("give either --data DIR or one or more --run RUN_DIR")
@@ -303,6 +304,12 @@ def main(argv=None):
         print(goal(result["rows"]))
         if args.write:
             write_results(result)
+        if args.out:
+            out = Path(args.out)
+            out.mkdir(parents=True, exist_ok=True)
+            (out / "compression.json").write_text(json.dumps(result, indent=2) + "\n")
+            (out / "compression.md").write_text(data_table(result["rows"]) + "\n\n"
+                                                + goal(result["rows"]) + "\n")
         return
     rows = []
     for spec in args.run:

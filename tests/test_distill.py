@@ -126,8 +126,8 @@ def test_compression_report_covers_teacher_student_and_int8(distilled, quantized
                      "--run", f"student={student}", "--requests", 20, "--out", tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     rows = json.loads(next(tmp_path.glob("compression-*.json")).read_text())
-    assert [r["model"] for r in rows] == ["teacher", "teacher int8", "student"]
+    assert [r["model"] for r in rows] == ["teacher", "teacher int8 folded", "student"]
     for r in rows:
         assert r["size_mb"] > 0 and 0 < r["latency_p50_ms"] <= r["latency_p99_ms"]
         assert r["metric"] == "sentiment accuracy" and 0 <= r["validation"] <= 1
-    assert "| teacher int8 |" in result.stdout
+    assert "| teacher int8 folded |" in result.stdout

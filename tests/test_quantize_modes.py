@@ -28,7 +28,10 @@ def trained(tmp_path_factory):
     return run, serve_sentiment_fresh(run / "export" / "sentiment" / "1", TEXTS)
 
 
-@pytest.mark.parametrize("mode", list(MODES))
+# The default mode in every test run; the others, minutes more, with the integration tests.
+@pytest.mark.parametrize("mode", [m if m == DEFAULT_MODE else
+                                  pytest.param(m, marks=pytest.mark.integration)
+                                  for m in MODES])
 def test_int8_mode_export_agrees_with_float_in_a_fresh_process(trained, mode):
     run, float_out = trained
     args = ["--run", run] + ([] if mode == DEFAULT_MODE else ["--mode", mode])

@@ -59,7 +59,7 @@ def test_killed_run_resumes_from_backup(tmp_path):
     assert not (run_dir / "backup").exists()
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_default_job_on_real_backbone(default_run):
     """`python -m tfapp.train --task sentiment` as the README runs it (run dir redirected)."""
     run_dir, stdout, seconds = default_run
@@ -72,7 +72,7 @@ def test_default_job_on_real_backbone(default_run):
     assert 80 < metrics["export"]["size_mb"] < 120  # inference weights only, no optimizer
 
 
-@pytest.mark.slow
+@pytest.mark.integration
 def test_monitor_finds_the_planted_surge_in_the_sample_stream(default_run, tmp_path):
     """README's monitoring example: the trained export on the built-in stream."""
     run_dir, _, _ = default_run
