@@ -1,2 +1,3 @@
-"""Compression of finished runs: knowledge distillation into a smaller student, and int8
-post-training quantisation."""
+"""Compression of finished runs: knowledge distillation into a smaller student,
+structured pruning of attention heads and feed-forward neurons, and int8 post-training
+quantisation."""
