@@ -31,6 +31,7 @@ def _test_block(text: str) -> str:
     return text.split("[tfapp] test metrics:")[1].split("[tfapp]")[0]
 
 
+@pytest.mark.integration  # a minute of multi-process or large-model training
 def test_two_local_workers_train_end_to_end_and_only_the_chief_writes(two_workers):
     run_dir, stdout = two_workers
     assert "strategy multiworker (CollectiveAllReduceStrategy, 2 replica(s))" in stdout

@@ -83,6 +83,7 @@ def _mlm_loss_after(text: str) -> str:
     return text.split("validation MLM loss after:")[1].split("(")[0].strip()
 
 
+@pytest.mark.integration  # a minute of multi-process or large-model training
 def test_two_local_workers_pretrain_and_only_the_chief_writes(tmp_path):
     text = corpus(tmp_path / "domain.txt", n=256)
     run_dir = tmp_path / "run"

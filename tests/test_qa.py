@@ -223,6 +223,7 @@ def test_retrieval_run_logs_bank_metrics_and_projector(retrieval_run):
     assert len((projector / "metadata.tsv").read_text().splitlines()) == 1 + 24
 
 
+@pytest.mark.integration  # a minute of multi-process or large-model training
 def test_intent_mode_learns_105_intents_far_above_chance(tmp_path):
     run_dir, _, _ = train_keyword_task(tmp_path, "intent", n_answers=105, per_answer=6,
                                        epochs=8)

@@ -195,6 +195,7 @@ def test_profile_steps_capture_a_trace(tmp_path):
         str(p) for p in (run_dir / "logs").rglob("*"))
 
 
+@pytest.mark.integration  # a minute of multi-process or large-model training
 def test_mirrored_on_two_logical_cpus_matches_one_device(tmp_path):
     """Same seed and global batch: MirroredStrategy over 2 CPU replicas follows the
     single-device loss curve (uneven splits of odd-sized batches explain the residue)."""
