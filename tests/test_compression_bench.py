@@ -9,7 +9,7 @@ from conftest import keyword_sentiment_csv, run_cli
 
 
 def row(name, size, p50, f1):
-    stats = lambda v: {"mean": v, "std": 0.01, "values": [v]}  # noqa: E731
+    stats = lambda v: {"mean": v, "std": 0.01, "values": [v, v]}  # noqa: E731
     return {"model": name, "size_mb": size, "latency_p50_ms": p50, "latency_p99_ms": p50 * 2,
             "batch32_examples_per_s": 100.0, "accuracy": stats(f1), "macro_f1": stats(f1),
             "seeds": [1, 2]}
@@ -25,6 +25,12 @@ def test_goal_needs_speed_size_and_accuracy_together():
     table = data_table(rows)
     assert "| fast small good | 20.0 | 4.50x | 2.9 | 5.8 | 2.07x | 100.0 |" in table
     assert "| too lossy |" in table and "-1.50 |" in table
+    # A row measured on fewer seeds is compared with the teacher of those seeds only.
+    rows[0]["macro_f1"]["values"] = [0.860, 0.840]
+    one_seed = row("one seed", 20.0, 2.9, 0.851)
+    one_seed["seeds"] = [1]
+    assert "-0.90 pt macro-F1 lost" not in goal([rows[0], one_seed])
+    assert "+0.90 pt macro-F1 lost" in goal([rows[0], one_seed])
 
 
 @pytest.mark.integration
