@@ -115,7 +115,7 @@ def write_results(result: dict) -> None:
     section = "\n".join([
         BEGIN,
         f"Run of {result['date']} on {label(result['machine'])}: `python -m bench.breakdown "
-        f"--run {result['run_label']} --write` (medians of {result['requests']} calls for one "
+        f"--run RUN --write` on {result['run_label']} (medians of {result['requests']} calls for one "
         f"text, a tenth as many for 32; real validation texts, "
         f"{result['stages']['1']['tokens per text']:.0f} word pieces for the single text, "
         f"{result['stages']['32']['tokens per text']:.1f} on average in the batch); raw "
