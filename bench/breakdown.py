@@ -25,6 +25,7 @@ from pathlib import Path
 
 import tfapp  # noqa: F401
 from bench.machine import describe as machine, label
+from bench.results_file import replace_section, write_json
 from tfapp.core.errors import ConfigError, cli_main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -122,18 +123,9 @@ def write_results(result: dict) -> None:
         f"numbers in bench/breakdown.json. Each stage is the difference of two cumulative "
         f"pipelines timed round-robin, so a stage within noise can come out slightly "
         f"negative.", "", table(result), END])
-    path = REPO / "bench" / "RESULTS.md"
-    text = path.read_text(encoding="utf-8")
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n## Where a request's time goes\n\n" + section + "\n"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    out = REPO / "bench" / "breakdown.json"
-    out.with_suffix(".json.tmp").write_text(json.dumps(result, indent=2) + "\n")
-    out.with_suffix(".json.tmp").replace(out)
+    replace_section(REPO / "bench" / "RESULTS.md", BEGIN, END, section,
+                    "## Where a request's time goes")
+    write_json(REPO / "bench" / "breakdown.json", result)
 
 
 @cli_main

@@ -26,6 +26,7 @@ import numpy as np
 
 import tfapp  # noqa: F401
 from bench.machine import describe as machine, label
+from bench.results_file import replace_section, write_json
 from tfapp.core.errors import ConfigError, cli_main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -284,18 +285,9 @@ def write_results(result: dict) -> None:
         "", data_table(rows), "",
         "Goal (>= 2x faster single requests, >= 3x smaller, <= 1 pt macro-F1 lost):", "",
         goal(rows), END])
-    path = REPO / "bench" / "RESULTS.md"
-    text = path.read_text(encoding="utf-8")
-    if BEGIN in text and END in text:
-        text = text[:text.index(BEGIN)] + section + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n## Compression on real text\n\n" + section + "\n"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
-    out = REPO / "bench" / "compression.json"
-    out.with_suffix(".json.tmp").write_text(json.dumps(result, indent=2) + "\n")
-    out.with_suffix(".json.tmp").replace(out)
+    replace_section(REPO / "bench" / "RESULTS.md", BEGIN, END, section,
+                    "## Compression on real text")
+    write_json(REPO / "bench" / "compression.json", result)
 
 
 def run_data(args) -> dict:

@@ -1,0 +1,28 @@
+"""Writing a benchmark's results into the repository: its table replaces the section
+between two markers of a Markdown file (or is appended under a heading the first time),
+and its raw JSON goes beside it; both written to a temporary name, then renamed."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+
+def replace_section(path: Path, begin: str, end: str, section: str, heading: str) -> None:
+    """`section` (which starts with `begin` and ends with `end`) in place of the text
+    between the markers in `path`, or appended under `heading` when they are absent."""
+    text = path.read_text(encoding="utf-8")
+    if begin in text and end in text:
+        text = text[:text.index(begin)] + section + text[text.index(end) + len(end):]
+    else:
+        text = text.rstrip() + f"\n\n{heading}\n\n" + section + "\n"
+    write_text(path, text)
+
+
+def write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def write_json(path: Path, result: dict) -> None:
+    write_text(path, json.dumps(result, indent=2) + "\n")
