@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import statistics
 import time
 from pathlib import Path
 
 import tfapp  # noqa: F401
 from bench.machine import describe as machine, label
-from bench.results_file import replace_section, write_json
+from bench.results_file import replace_section, write_json, write_outputs
 from tfapp.core.errors import ConfigError, cli_main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -153,10 +152,7 @@ def main(argv=None):
     if args.write:
         write_results(result)
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        (out / "breakdown.json").write_text(json.dumps(result, indent=2) + "\n")
-        (out / "breakdown.md").write_text(table(result) + "\n")
+        write_outputs(args.out, "breakdown", result, table(result))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ import numpy as np
 
 import tfapp  # noqa: F401
 from bench.machine import describe as machine, label
-from bench.results_file import replace_section, write_json
+from bench.results_file import replace_section, write_json, write_outputs
 from tfapp.core.errors import ConfigError, cli_main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -64,36 +64,6 @@ def _signature(export: Path):
     return lambda texts: fn(**{name: tf.constant(texts)})
 
 
-def latency_ms(export: Path, requests: int, texts=None) -> tuple[float, float]:
-    """p50 and p99 of one-text requests to the export's serving_default (cycling through
-    `texts`, or one fixed sentence)."""
-    call = _signature(export)
-    texts = texts or [REQUEST]
-    for i in range(10):
-        call(texts[i % len(texts):][:1])
-    times = []
-    for i in range(requests):
-        one = [texts[i % len(texts)]]
-        start = time.perf_counter()
-        call(one)
-        times.append((time.perf_counter() - start) * 1000)
-    times.sort()
-    return statistics.median(times), times[min(len(times) - 1, int(0.99 * len(times)))]
-
-
-def batch_throughput(export: Path, texts: list[str], batch: int = 32, batches: int = 20) -> float:
-    """Examples per second through serving_default in batches of `batch` texts."""
-    call = _signature(export)
-    chunks = [texts[i * batch:(i + 1) * batch] for i in range(batches)]
-    chunks = [c for c in chunks if len(c) == batch] or [([REQUEST] * batch)]
-    call(chunks[0])
-    call(chunks[-1])
-    start = time.perf_counter()
-    for chunk in chunks:
-        call(chunk)
-    return len(chunks) * batch / (time.perf_counter() - start)
-
-
 def size_mb(path: Path) -> float:
     from tfapp.core.rundir import dir_size_bytes
 
@@ -123,7 +93,7 @@ def rows_for(name: str, run: Path, requests: int) -> list[dict]:
     for label_, export, validation in variants:
         if export is None:
             raise ConfigError(f"{run}: no export for {label_}")
-        p50, p99 = latency_ms(export, requests)
+        ((p50, p99, _),) = interleaved([_signature(export)], [REQUEST], requests)
         metric = headline(validation) or ("metric", float("nan"))
         rows.append({"model": label_, "export": str(export),
                      "size_mb": round(size_mb(export), 1),
@@ -340,11 +310,8 @@ def main(argv=None):
         if args.write:
             write_results(result)
         if args.out:
-            out = Path(args.out)
-            out.mkdir(parents=True, exist_ok=True)
-            (out / "compression.json").write_text(json.dumps(result, indent=2) + "\n")
-            (out / "compression.md").write_text(data_table(result["rows"]) + "\n\n"
-                                                + goal(result["rows"]) + "\n")
+            write_outputs(args.out, "compression", result,
+                          data_table(result["rows"]) + "\n\n" + goal(result["rows"]))
         return
     rows = []
     for spec in args.run:
@@ -353,11 +320,7 @@ def main(argv=None):
     table = markdown(rows)
     print(table)
     if args.out:
-        out = Path(args.out)
-        out.mkdir(parents=True, exist_ok=True)
-        stem = f"compression-{dt.date.today().isoformat()}"
-        (out / f"{stem}.json").write_text(json.dumps(rows, indent=2))
-        (out / f"{stem}.md").write_text(table + "\n")
+        write_outputs(args.out, f"compression-{dt.date.today().isoformat()}", rows, table)
 
 
 if __name__ == "__main__":

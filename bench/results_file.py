@@ -26,3 +26,11 @@ def write_text(path: Path, text: str) -> None:
 
 def write_json(path: Path, result: dict) -> None:
     write_text(path, json.dumps(result, indent=2) + "\n")
+
+
+def write_outputs(out_dir, stem: str, result, table: str) -> None:
+    """`--out DIR`: the raw results as DIR/<stem>.json and the table as DIR/<stem>.md."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / f"{stem}.json", result)
+    write_text(out / f"{stem}.md", table + "\n")
