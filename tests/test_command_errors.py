@@ -49,14 +49,20 @@ def test_predict_reads_a_bom_txt_and_a_named_format(tiny_run, tmp_path):
     assert named.returncode == 0 and len(named.stdout.splitlines()) == 1
 
 
-@pytest.mark.parametrize("damage", ["truncated_pb", "no_variables"])
+@pytest.mark.parametrize("damage", ["truncated_pb", "garbage_pb", "no_variables",
+                                    "truncated_variables"])
 def test_predict_on_a_damaged_export_is_one_line(tiny_run, tmp_path, damage):
     run_dir, _ = tiny_run
     export = tmp_path / "sentiment" / "1"
     shutil.copytree(_export(run_dir), export)
+    pb = export / "saved_model.pb"
     if damage == "truncated_pb":
-        pb = export / "saved_model.pb"
         pb.write_bytes(pb.read_bytes()[:100])
+    elif damage == "garbage_pb":
+        pb.write_bytes(bytes(range(256)) * 20)
+    elif damage == "truncated_variables":
+        (data,) = (export / "variables").glob("variables.data-*")
+        data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
     else:
         shutil.rmtree(export / "variables")
     _fails(run_cli("tfapp.predict", "--model", export, "--text", "shares rose"),
