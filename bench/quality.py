@@ -38,8 +38,12 @@ from pathlib import Path
 import numpy as np
 
 from bench.machine import label
+from bench.results_file import section, write_json, write_text
 
 REPO = Path(__file__).resolve().parents[1]
+# QUALITY.md's recommendation section, written by bench.recommend_quality.
+RECOMMEND_BEGIN, RECOMMEND_END = "<!-- recommend:begin -->", "<!-- recommend:end -->"
+RECOMMEND_HEADING = "## Recommendation on a real interaction log (MovieLens)"
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 
 # Each tfapp recipe is the default config plus these overrides.
@@ -336,8 +340,11 @@ def main(argv=None) -> None:
     result["wall_seconds"] = round(time.perf_counter() - started, 1)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "quality.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "QUALITY.md").write_text(markdown(result))
+    write_json(out / "quality.json", result)
+    # The recommendation section (bench.recommend_quality) is another run's: kept as it is.
+    kept = section(out / "QUALITY.md", RECOMMEND_BEGIN, RECOMMEND_END)
+    write_text(out / "QUALITY.md", markdown(result) + (
+        f"\n{RECOMMEND_HEADING}\n\n{kept}\n" if kept else ""))
     print(markdown(result))
     print(f"[quality] wrote {out / 'QUALITY.md'} and {out / 'quality.json'} "
           f"in {result['wall_seconds']:.0f} s", flush=True)

@@ -10,12 +10,20 @@ from pathlib import Path
 def replace_section(path: Path, begin: str, end: str, section: str, heading: str) -> None:
     """`section` (which starts with `begin` and ends with `end`) in place of the text
     between the markers in `path`, or appended under `heading` when they are absent."""
-    text = path.read_text(encoding="utf-8")
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
     if begin in text and end in text:
         text = text[:text.index(begin)] + section + text[text.index(end) + len(end):]
     else:
-        text = text.rstrip() + f"\n\n{heading}\n\n" + section + "\n"
+        text = (text.rstrip() + "\n\n" if text.strip() else "") + f"{heading}\n\n{section}\n"
     write_text(path, text)
+
+
+def section(path: Path, begin: str, end: str) -> str | None:
+    """The text from `begin` to `end` (markers included) in `path`, or None."""
+    text = path.read_text(encoding="utf-8") if path.exists() else ""
+    if begin in text and end in text:
+        return text[text.index(begin):text.index(end) + len(end)]
+    return None
 
 
 def write_text(path: Path, text: str) -> None:

@@ -35,6 +35,8 @@ def fake_data(root, seed=0):
 
 def test_smoke_suite_writes_tables_from_the_run(tmp_path):
     fake_data(tmp_path / "data")
+    kept = "<!-- recommend:begin -->\nthe recommend table\n<!-- recommend:end -->"
+    (tmp_path / "QUALITY.md").write_text(f"# old tables\n\n## Recommendation\n\n{kept}\n")
     result = run_cli("bench.quality", "--suite", "smoke", "--seeds", 2, "--recipes",
                      "reference,default", "--data", tmp_path / "data", "--out", tmp_path,
                      "--work", tmp_path / "work", timeout=900)
@@ -54,6 +56,7 @@ def test_smoke_suite_writes_tables_from_the_run(tmp_path):
         assert summary["mean"] == pytest.approx(sum(values) / 2)
     table = (tmp_path / "QUALITY.md").read_text()
     assert "| reference |" in table and "| default |" in table and "seeds 1, 2" in table
+    assert "# old tables" not in table and table.count(kept) == 1  # the other bench's part
 
 
 def test_missing_data_folder_is_a_one_line_error(tmp_path):
@@ -84,6 +87,7 @@ def test_recommend_bench_writes_model_and_baselines_from_the_run(tmp_path):
     data = json.loads((tmp_path / "quality_recommend.json").read_text())
     assert [r["seed"] for r in data["runs"]] == [1, 2] and data["eval_negatives"] == 9
     assert set(data["speed"]) == {"on", "off"}
-    table = (tmp_path / "QUALITY_RECOMMEND.md").read_text()
+    table = (tmp_path / "QUALITY.md").read_text()
+    assert table.startswith("## Recommendation on a real interaction log (MovieLens)")
     for system in ("| model |", "| popularity |", "| zero_shot_text |", "ndcg@10 vs popularity"):
         assert system in table

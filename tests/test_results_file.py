@@ -1,7 +1,7 @@
 """Bench results go between their markers in a Markdown file, leaving the rest as it was."""
 import json
 
-from bench.results_file import replace_section, write_json
+from bench.results_file import replace_section, section, write_json
 
 
 def test_section_replaced_between_markers_or_appended_once(tmp_path):
@@ -16,3 +16,11 @@ def test_section_replaced_between_markers_or_appended_once(tmp_path):
     write_json(tmp_path / "r.json", {"a": 1})
     assert json.loads((tmp_path / "r.json").read_text()) == {"a": 1}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["RESULTS.md", "r.json"]
+
+
+def test_a_missing_file_gets_the_section_and_it_reads_back(tmp_path):
+    md = tmp_path / "QUALITY.md"
+    assert section(md, "<!-- b -->", "<!-- e -->") is None
+    replace_section(md, "<!-- b -->", "<!-- e -->", "<!-- b -->\nx\n<!-- e -->", "## T")
+    assert md.read_text() == "## T\n\n<!-- b -->\nx\n<!-- e -->\n"
+    assert section(md, "<!-- b -->", "<!-- e -->") == "<!-- b -->\nx\n<!-- e -->"
