@@ -18,7 +18,7 @@ def runs(tmp_path_factory):
                          "--precision", precision, "--epochs", "4",
                          "--set", f"data.train_file={data}", "--set", "sentiment.topic_column=null",
                          "--set", "train.learning_rate=2e-3", "--set", "train.global_batch_size=16",
-                         "--run-dir", run_dir)
+                         "--set", "export.precision=float32", "--run-dir", run_dir)
         assert result.returncode == 0, result.stderr[-3000:]
         assert f"precision {precision}" in result.stdout
         out[precision] = (run_dir, json.loads((run_dir / "metrics.json").read_text()))
@@ -60,7 +60,7 @@ def test_mixed_models_export_float32_probabilities(runs):
 
 
 def test_mixed_runs_export_a_float32_graph(runs):
-    """export.float32 (default): no bfloat16 / float16 op anywhere in the exported graph."""
+    """export.precision=float32: no bfloat16 / float16 op anywhere in the exported graph."""
     from tensorflow.core.framework import types_pb2
 
     from tensorflow.core.protobuf import saved_model_pb2

@@ -100,7 +100,7 @@ def test_pruned_outputs_equal_the_unpruned_model_with_pruned_units_zeroed():
 
 def test_pruned_preset_reloads_through_the_normal_backbone_loader(tmp_path):
     from tfapp.compression.prune import pruned_backbone
-    from tfapp.core.backbone import LoadedBackbone, float32_clone, load_backbone, save_preset
+    from tfapp.core.backbone import LoadedBackbone, policy_clone, load_backbone, save_preset
     from tfapp.core.pruned_bert import PrunedBertBackbone
 
     backbone, tokenizer = four_head_backbone()
@@ -111,7 +111,7 @@ def test_pruned_preset_reloads_through_the_normal_backbone_loader(tmp_path):
     x = features(seed=1)
     np.testing.assert_allclose(again.backbone(x)["pooled_output"].numpy(),
                                small(x)["pooled_output"].numpy(), atol=1e-6)
-    clone = float32_clone(again)  # the export path rebuilds the same architecture
+    clone = policy_clone(again)  # the export path rebuilds the same architecture
     assert clone.backbone.layer_heads == [2, 1]
 
 

@@ -27,9 +27,14 @@ def main(argv=None):
 
     from tfapp.core.rundir import check_writable
 
-    cfg, task, model, packer = restore_run(args.run)
+    from tfapp.training.trainer import model_to_serve
+
+    restored = restore_run(args.run)
+    cfg, task, model, packer = restored
     base = Path(args.base) if args.base else Path(args.run) / "export"
     check_writable(base / cfg.task, "export base")
+    # Restored weights are float32; export.precision decides what the export computes in.
+    model, _ = model_to_serve(task, restored.loaded, model, "float32", cfg.export)
     out = export_saved_model(task, model, packer, base / cfg.task, args.version)
     say(f"exported SavedModel: {out} ({dir_size_bytes(out) / 2**20:.1f} MiB)")
     metrics_file = Path(args.run) / "metrics.json"

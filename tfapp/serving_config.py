@@ -34,7 +34,7 @@ def main(argv=None):
     from tfapp.core.export_layout import exported_models
     from tfapp.core.log import say
     from tfapp.core.rundir import atomic_write_text
-    from tfapp.serving.server_config import batching_parameters, models_config
+    from tfapp.serving.server_config import batching_parameters, models_config, uses_xla
 
     base = Path(args.base)
     models = exported_models(base)
@@ -47,6 +47,9 @@ def main(argv=None):
         args.max_enqueued_batches))
     for name, versions in models.items():
         say(f"model {name}: versions {', '.join(map(str, versions))}")
+        if any(uses_xla(base / name / str(v)) for v in versions[-args.num_versions:]):
+            say(f"model {name} serves XLA-compiled functions (export.xla_batch_buckets): start "
+                f"tensorflow_model_server with --xla_cpu_compilation_enabled=true")
     say(f"wrote {out / 'models.config'} and {out / 'batching_parameters.txt'}")
 
 

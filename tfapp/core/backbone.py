@@ -225,13 +225,13 @@ def save_preset(loaded: LoadedBackbone, out: Path, info: dict,
     return out
 
 
-def float32_clone(loaded: LoadedBackbone) -> LoadedBackbone:
-    """The same backbone architecture built under the float32 policy (fresh weights); the
-    caller copies weights over."""
+def policy_clone(loaded: LoadedBackbone, policy_name: str = "float32") -> LoadedBackbone:
+    """The same backbone architecture built under another dtype policy (fresh weights);
+    the caller copies weights over."""
     config = loaded.backbone.get_config()
-    config.pop("dtype", None)  # the mixed policy it was built under
+    config.pop("dtype", None)  # the policy it was built under
     policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("float32")
+    keras.mixed_precision.set_global_policy(policy_name)
     try:
         backbone = type(loaded.backbone).from_config(config)  # BERT or pruned BERT
     finally:
@@ -255,7 +255,8 @@ class TextPacker:
     """
 
     def __init__(self, tokenizer, max_seq_length: int, truncation: str = "head",
-                 window_stride: Optional[int] = None, window_pooling: str = "mean"):
+                 window_stride: Optional[int] = None, window_pooling: str = "mean",
+                 xla_batch_buckets: tuple = ()):
         if truncation not in TRUNCATIONS:
             raise ValueError(f"truncation must be one of {', '.join(TRUNCATIONS)}, "
                              f"got {truncation!r}")
@@ -264,6 +265,9 @@ class TextPacker:
         self.truncation = truncation
         # Sliding-window inference (tfapp.core.windows); None: long texts are truncated.
         self.window_stride, self.window_pooling = window_stride, window_pooling
+        # Model calls on raw texts (tfapp.core.windows.call_on_texts, so the exports) run
+        # through XLA at bucketed shapes for batches up to the largest of these; () = off.
+        self.xla_batch_buckets = tuple(xla_batch_buckets)
         self.cls_id = tokenizer.token_to_id("[CLS]")
         self.sep_id = tokenizer.token_to_id("[SEP]")
         self.pad_id = tokenizer.token_to_id("[PAD]")
@@ -271,15 +275,15 @@ class TextPacker:
     def with_length(self, max_seq_length: int) -> "TextPacker":
         """The same tokenizer and truncation with another length budget."""
         return TextPacker(self.tokenizer, max_seq_length, self.truncation,
-                          self.window_stride, self.window_pooling)
+                          self.window_stride, self.window_pooling, self.xla_batch_buckets)
 
     @classmethod
     def from_config(cls, tokenizer, cfg) -> "TextPacker":
         """The packer a run's config describes (backbone.max_seq_length, data.truncation,
-        data.window_stride / window_pooling)."""
+        data.window_stride / window_pooling, export.xla_batch_buckets)."""
         d = cfg.data
         return cls(tokenizer, cfg.backbone.max_seq_length, d.truncation, d.window_stride,
-                   d.window_pooling)
+                   d.window_pooling, cfg.export.xla_batch_buckets)
 
     def word_pieces(self, texts) -> tf.RaggedTensor:
         """Untruncated word-piece ids, [batch, (pieces)]."""

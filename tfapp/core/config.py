@@ -100,13 +100,24 @@ class TrainConfig:
     profile_steps: Optional[list[int]] = None
 
 
+EXPORT_PRECISIONS = ("auto", "float32", "bfloat16", "trained")
+
+
 @dataclasses.dataclass
 class ExportConfig:
     enabled: bool = True
     version: Optional[int] = None  # None: one above the highest existing version
-    # After mixed-precision training, export a float32 copy of the model (same weights), so
-    # served models compute in float32 whatever hardware serves them.
-    float32: bool = True
+    # What the exported model computes in: auto | float32 | bfloat16 | trained.
+    # auto: bfloat16 when the exporting machine is a CPU with bfloat16 instructions
+    # (avx512_bf16 / amx_bf16) and XLA serving is off, float32 otherwise (the reason is
+    # logged). trained: the training precision as it is. Any other choice is a copy of the
+    # trained model with the same weights.
+    precision: str = "auto"
+    # XLA-compiled serving: batches of up to max(xla_batch_buckets) texts are padded to the
+    # next of these sizes (and their length to the next power of two from 16, at most
+    # backbone.max_seq_length) and run as one XLA program per shape; larger batches take
+    # the plain path. [] = off. TF Serving needs --xla_cpu_compilation_enabled=true.
+    xla_batch_buckets: list[int] = dataclasses.field(default_factory=list)
 
 
 @dataclasses.dataclass
@@ -304,6 +315,12 @@ def validate(cfg: Config, source: str) -> None:
         (cfg.train.epochs >= 1, "train.epochs must be >= 1"),
         (cfg.export.version is None or cfg.export.version >= 1,
          "export.version must be >= 1 (TF Serving loads positive integer versions)"),
+        (cfg.export.precision in EXPORT_PRECISIONS,
+         "export.precision must be " + ", ".join(EXPORT_PRECISIONS[:-1])
+         + " or " + EXPORT_PRECISIONS[-1]),
+        (all(b >= 1 for b in cfg.export.xla_batch_buckets)
+         and len(set(cfg.export.xla_batch_buckets)) == len(cfg.export.xla_batch_buckets),
+         "export.xla_batch_buckets must be distinct batch sizes >= 1 ([] = off)"),
         (cfg.train.global_batch_size >= 1, "train.global_batch_size must be >= 1"),
         (cfg.train.learning_rate > 0, "train.learning_rate must be > 0"),
         (0 <= cfg.train.warmup_ratio < 1, "train.warmup_ratio must be in [0, 1)"),

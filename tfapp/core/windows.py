@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import tensorflow as tf
 
+from tfapp.core.buckets import xla_bucketed
+
 POOLINGS = ("mean", "max")
 
 
@@ -36,7 +38,11 @@ def pool_windows(values, row_ids, pooling: str):
 
 def call_on_texts(model_fn, packer, texts):
     """`model_fn(packed inputs)` for raw `texts`: one truncated window per text, or, when
-    the packer has a window stride, every window with its outputs pooled per text."""
+    the packer has a window stride, every window with its outputs pooled per text. With
+    the packer's xla_batch_buckets, small batches run XLA-compiled (tfapp.core.buckets)."""
+    if packer.xla_batch_buckets:
+        model_fn = xla_bucketed(model_fn, packer.xla_batch_buckets, packer.max_seq_length,
+                                packer.pad_id)
     if not packer.window_stride:
         return model_fn(packer(texts))
     inputs, row_ids = packer.windows(texts)

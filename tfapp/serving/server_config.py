@@ -2,6 +2,8 @@
 and batching_parameters.txt."""
 from __future__ import annotations
 
+from pathlib import Path
+
 
 def models_config(models: dict, base_path: str, num_versions: int) -> str:
     """model_config_list in protobuf text format; serves the newest `num_versions`. Written
@@ -27,3 +29,9 @@ def batching_parameters(max_batch_size: int, timeout_micros: int, threads: int,
             f"num_batch_threads {{ value: {threads} }}\n"
             f"max_enqueued_batches {{ value: {max_enqueued} }}\n"
             "pad_variable_length_inputs: true\n")
+
+
+def uses_xla(version_dir: Path) -> bool:
+    """Whether an export holds XLA-compiled functions (export.xla_batch_buckets), which TF
+    Serving runs only when started with --xla_cpu_compilation_enabled=true."""
+    return b"_XlaMustCompile" in (Path(version_dir) / "saved_model.pb").read_bytes()

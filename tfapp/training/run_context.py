@@ -103,6 +103,7 @@ class RunContext:
     resuming: bool = False
     guard: StopOnNonFinite = dataclasses.field(default_factory=StopOnNonFinite)
     best_state: Optional[ResumableBest] = None
+    export_precision: Optional[str] = None  # chosen when the served model is made
 
     @classmethod
     def start(cls, cfg: Config) -> "RunContext":

@@ -12,9 +12,10 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfapp.core.backbone import TextPacker, float32_clone
+from tfapp.core.backbone import TextPacker, policy_clone
 from tfapp.core.config import Config
 from tfapp.core.data import count_truncated, token_lengths
+from tfapp.core.distribute import export_precision
 from tfapp.core.errors import ConfigError
 from tfapp.core.log import say
 from tfapp.core.rundir import atomic_write_text, dir_size_bytes, write_json
@@ -34,17 +35,27 @@ def build_compiled_model(task, cfg: Config, loaded, placement, total_steps: int)
     return model
 
 
-def float32_copy(task, loaded, model):
-    """The task's model rebuilt under the float32 policy, with `model`'s weights (mixed
-    policies keep float32 variables, so nothing is lost)."""
+def policy_copy(task, loaded, model, policy_name: str):
+    """The task's model rebuilt under another dtype policy, with `model`'s weights (mixed
+    policies keep float32 variables, so a float32 copy loses nothing)."""
     policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy("float32")
+    keras.mixed_precision.set_global_policy(policy_name)
     try:
-        copy = task.build_model(float32_clone(loaded))
+        copy = task.build_model(policy_clone(loaded, policy_name))
         copy.set_weights(model.get_weights())
     finally:
         keras.mixed_precision.set_global_policy(policy)
     return copy
+
+
+def model_to_serve(task, loaded, model, trained: str, export_cfg):
+    """(model, precision): what is evaluated, calibrated and exported, in the precision
+    export.precision chooses for this machine (logged with the reason)."""
+    precision, why = export_precision(export_cfg, trained)
+    say(f"export precision {precision}: {why}")
+    if precision == trained:
+        return model, precision
+    return policy_copy(task, loaded, model, precision), precision
 
 
 def read_splits(task) -> dict:
@@ -126,12 +137,11 @@ def make_datasets(task, splits: dict, packer: TextPacker, batch: int):
 
 
 def served_model(ctx: RunContext, task, loaded, model):
-    """What is evaluated, calibrated and exported is what will be served: after
-    mixed-precision training, a float32 copy with the same weights (export.float32)."""
-    if ctx.precision != "float32" and ctx.cfg.export.float32:
-        say(f"evaluating and exporting a float32 copy of the {ctx.precision} model")
-        return float32_copy(task, loaded, model)
-    return model
+    """What is evaluated, calibrated and exported is what will be served: the trained
+    model, or a copy with the same weights in the export's precision (export.precision)."""
+    served, ctx.export_precision = model_to_serve(task, loaded, model, ctx.precision,
+                                                  ctx.cfg.export)
+    return served
 
 
 def evaluate_served(ctx: RunContext, task, served, splits: dict, packer, history,
@@ -167,7 +177,8 @@ def publish(ctx: RunContext, task, model, served, packer, loaded, splits, metric
         export_dir = export_saved_model(task, served, packer, run_path / "export" / cfg.task,
                                         cfg.export.version)
         size_mb = dir_size_bytes(export_dir) / 2**20
-        metrics["export"] = {"path": str(export_dir), "size_mb": round(size_mb, 1)}
+        metrics["export"] = {"path": str(export_dir), "size_mb": round(size_mb, 1),
+                             "precision": ctx.export_precision}
         say(f"exported SavedModel: {export_dir} ({size_mb:.1f} MiB)")
     metrics["wall_seconds"] = round(time.perf_counter() - started, 1)
     metrics["train_examples"] = task.training_size(splits["train"])
