@@ -22,6 +22,11 @@ def test_quick_suite_writes_json_and_markdown(tmp_path):
     waste = data["padding_waste_pct"]
     assert waste["bucketed"] < waste["padded_to_batch_max"]
     assert data["machine"]["tensorflow"] and data["machine"]["torch"]
+    from tfapp.core.distribute import cpu_supports_bf16
+
+    bf16 = cpu_supports_bf16()  # the defaults follow the CPU's flags
+    assert data["precision"] == {"train": "mixed_bfloat16" if bf16 else "float32",
+                                 "export": "bfloat16" if bf16 else "float32"}
     (md_file,) = tmp_path.glob("quick-*.md")
     assert "| training examples/s |" in md_file.read_text()
     assert "| training examples/s |" in result.stdout
@@ -42,3 +47,22 @@ def test_machine_facts_name_the_cpu_and_its_matrix_flags():
     assert info["cores"] >= 1 and info["tensorflow"]
     assert label(info).startswith("Intel(R) Xeon(R) Platinum 8488C, ")
     assert label(info).endswith("amx_bf16 amx_int8")
+
+
+@pytest.mark.parametrize("cache", [False, True])
+def test_per_epoch_pipeline_timing_covers_every_epoch(cache):
+    from bench.run import SUITES, sentiment_config, train_epochs_on_dataset
+    from tfapp.core.backbone import TextPacker, load_backbone
+    from tfapp.core.task import get_task
+
+    suite = SUITES["quick"]
+    cfg = sentiment_config("tiny", **{"train.global_batch_size": suite.batch,
+                                      "data.cache": cache})
+    task = get_task("sentiment")(cfg)
+    splits = task.load_splits()
+    packer = TextPacker(load_backbone("tiny").tokenizer, cfg.backbone.max_seq_length)
+    epochs = train_epochs_on_dataset(cfg, suite, task, splits, packer, epochs=2)
+    assert len(epochs) == 2
+    # Each epoch is the whole training split once (length buckets leave partial batches).
+    assert epochs[0]["steps"] == epochs[1]["steps"] >= -(-len(splits["train"]) // suite.batch)
+    assert all(rate["examples_per_s"] > 0 for rate in epochs)

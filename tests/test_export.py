@@ -36,7 +36,9 @@ def test_export_reloads_in_fresh_process_with_same_outputs(tiny_run):
     assert result.returncode == 0, result.stderr[-3000:]
     served = json.loads(result.stdout.strip().splitlines()[-1])
 
-    _, task, model, packer = restore_run(run_dir)
+    restored = restore_run(run_dir)
+    _, task, _, packer = restored
+    model = restored.served()  # in the export's precision
     local = task.serving_signatures(model, packer)["serving_default"](tf.constant(TEXTS))
     assert set(served) == set(local)
     for key, value in local.items():

@@ -247,8 +247,9 @@ def test_export_in_fresh_process_matches_in_process_top_k(retrieval_run):
     run_dir, files, _ = retrieval_run
     questions = ["of the profit for a?", "is it about revenue", "Hello!", ""]
     served = serve_fresh(run_dir / "export" / "qa" / "1", questions)
-    _, task, model, packer = restore_run(run_dir)
-    root, signatures = task.serving_root(model, packer)
+    restored = restore_run(run_dir)
+    _, task, _, packer = restored
+    root, signatures = task.serving_root(restored.served(), packer)
     local = signatures["serving_default"](question=tf.constant(questions))
     ids = [[x.decode() for x in row] for row in local["answer_ids"].numpy().tolist()]
     assert served["answer_ids"] == ids and len(ids[0]) == 5
@@ -261,7 +262,7 @@ def test_export_in_fresh_process_matches_in_process_top_k(retrieval_run):
     assert emb.shape == (4, 256)
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)
     # In-process ranking over the bank agrees with the export's first answer.
-    scores = task.bank_scores(model, questions, packer)
+    scores = task.bank_scores(restored.served(), questions, packer)
     assert [task.bank.ids[i] for i in scores.argmax(axis=1)] == [row[0] for row in ids]
 
 

@@ -23,7 +23,8 @@ def trained(tmp_path_factory):
     result = run_cli("tfapp.train", "--task", "sentiment", "--backbone", "tiny", "--epochs", 3,
                      "--set", f"data.train_file={data}", "--set", "sentiment.topic_column=null",
                      "--set", "train.learning_rate=2e-3", "--set", "train.global_batch_size=16",
-                     "--set", "backbone.max_seq_length=32", "--run-dir", run)
+                     "--set", "backbone.max_seq_length=32", "--set", "export.precision=float32",
+                     "--run-dir", run)
     assert result.returncode == 0, result.stderr[-3000:]
     return run, serve_sentiment_fresh(run / "export" / "sentiment" / "1", TEXTS)
 

@@ -38,8 +38,9 @@ def contract(tiny_run):
 
 def test_fresh_process_matches_in_memory_model_for_every_call(contract):
     run_dir, calls = contract
-    _, task, model, packer = restore_run(run_dir)
-    signatures = task.serving_signatures(model, packer)
+    restored = restore_run(run_dir)
+    _, task, _, packer = restored
+    signatures = task.serving_signatures(restored.served(), packer)
     sources = [c["source"] for c in calls]
     assert sum(s.startswith("warmup") for s in sources) == 2  # one per signature
     assert sum(s.startswith("README curl") for s in sources) == 4

@@ -90,7 +90,7 @@ def exports(tmp_path_factory):
     from tfapp.core.config import ExportConfig
     from tfapp.serving.export import export_saved_model
     from tfapp.training.restore import restore_run
-    from tfapp.training.trainer import model_to_serve
+    from tfapp.training.serving_precision import model_to_serve
 
     base = tmp_path_factory.mktemp("speed_exports")
     data = keyword_sentiment_csv(base / "keywords.csv")

@@ -39,7 +39,9 @@ def main(argv=None):
     from tfapp.core.rundir import check_writable
 
     out = Path(args.out) if args.out else default_out(Path(args.run), Path(args.data))
-    cfg, task, model, packer = restore_run(args.run)
+    restored = restore_run(args.run)
+    cfg, task, _, packer = restored
+    model = restored.served()  # the export's precision: the run's own metrics reproduce
     check_writable(out, "evaluation output")
     if args.format != "auto":
         cfg.data.format = args.format

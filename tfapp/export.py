@@ -27,7 +27,7 @@ def main(argv=None):
 
     from tfapp.core.rundir import check_writable
 
-    from tfapp.training.trainer import model_to_serve
+    from tfapp.training.serving_precision import model_to_serve
 
     restored = restore_run(args.run)
     cfg, task, model, packer = restored

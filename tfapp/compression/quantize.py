@@ -118,7 +118,8 @@ def quantize_run(run_dir: str | Path, version=None, mode: str = DEFAULT_MODE) ->
 
     check_mode(mode)
     run_dir = Path(run_dir)
-    cfg, task, model, packer = restore_run(run_dir)
+    restored = restore_run(run_dir)
+    cfg, task, model, packer = restored
     if type(model).__name__ != "Functional":
         raise ConfigError(f"{run_dir}: int8 quantisation supports classification runs with a "
                           f"functional Keras model (e.g. sentiment, qa intent mode); this "
@@ -126,10 +127,15 @@ def quantize_run(run_dir: str | Path, version=None, mode: str = DEFAULT_MODE) ->
     splits = task.load_splits()
     batch = cfg.train.global_batch_size
     report = {"float": {}, "int8": {}, "agreement": {}}
+    # The reference is what the run serves (its export's precision); int8 starts from the
+    # float32 weights.
+    reference = restored.served()
+    report["reference_precision"] = reference.dtype_policy.name
     float_preds = {}
     for split in ("validation", "test"):
-        report["float"][split] = task.evaluate(model, splits[split], packer)
-        float_preds[split] = predictions(model, task.texts(splits[split]), packer, batch)
+        report["float"][split] = task.evaluate(reference, splits[split], packer)
+        float_preds[split] = predictions(reference, task.texts(splits[split]), packer, batch)
+    del reference
     count = apply_int8(model, mode)
     say(f"int8 mode {mode}: {MODES[mode]}; {count} layer(s) quantised")
     report["mode"] = mode

@@ -58,10 +58,25 @@ class RestoredRun:
     model: keras.Model
     packer: TextPacker
     loaded: LoadedBackbone  # its backbone is the model's, with the run's weights
+    path: Path
 
     def __iter__(self):
         """(cfg, task, model, packer), the four things most callers need."""
         return iter((self.cfg, self.task, self.model, self.packer))
+
+    def served(self) -> keras.Model:
+        """The model in the precision of the run's export (metrics.json export.precision),
+        so that evaluating it reproduces the run's metrics; the float32 model otherwise."""
+        from tfapp.training.serving_precision import policy_copy
+
+        metrics = self.path / "metrics.json"
+        precision = "float32"
+        if metrics.is_file():
+            precision = (json.loads(metrics.read_text(encoding="utf-8")).get("export") or {}
+                         ).get("precision", "float32")
+        if precision == "float32":
+            return self.model
+        return policy_copy(self.task, self.loaded, self.model, precision)
 
 
 def restore_run(run_dir: str | Path) -> RestoredRun:
@@ -84,4 +99,4 @@ def restore_run(run_dir: str | Path) -> RestoredRun:
     if calibration.is_file():
         task.set_calibration(json.loads(calibration.read_text(encoding="utf-8")))
     return RestoredRun(cfg, task, model, TextPacker.from_config(loaded.tokenizer, cfg),
-                       loaded)
+                       loaded, run_path)

@@ -12,10 +12,9 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfapp.core.backbone import TextPacker, policy_clone
+from tfapp.core.backbone import TextPacker
 from tfapp.core.config import Config
 from tfapp.core.data import count_truncated, token_lengths
-from tfapp.core.distribute import export_precision
 from tfapp.core.errors import ConfigError
 from tfapp.core.log import say
 from tfapp.core.rundir import atomic_write_text, dir_size_bytes, write_json
@@ -25,6 +24,7 @@ from tfapp.training.model_card import model_card
 from tfapp.training.optimizer import compile_with_optimizer
 from tfapp.training.restore import CALIBRATION_FILE, WEIGHTS_FILE, save_run_backbone
 from tfapp.training.run_context import RunContext
+from tfapp.training.serving_precision import model_to_serve
 
 
 def build_compiled_model(task, cfg: Config, loaded, placement, total_steps: int):
@@ -33,29 +33,6 @@ def build_compiled_model(task, cfg: Config, loaded, placement, total_steps: int)
     compile_with_optimizer(model, cfg.train, placement.precision, total_steps,
                            **task.compile_args())
     return model
-
-
-def policy_copy(task, loaded, model, policy_name: str):
-    """The task's model rebuilt under another dtype policy, with `model`'s weights (mixed
-    policies keep float32 variables, so a float32 copy loses nothing)."""
-    policy = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(policy_name)
-    try:
-        copy = task.build_model(policy_clone(loaded, policy_name))
-        copy.set_weights(model.get_weights())
-    finally:
-        keras.mixed_precision.set_global_policy(policy)
-    return copy
-
-
-def model_to_serve(task, loaded, model, trained: str, export_cfg):
-    """(model, precision): what is evaluated, calibrated and exported, in the precision
-    export.precision chooses for this machine (logged with the reason)."""
-    precision, why = export_precision(export_cfg, trained)
-    say(f"export precision {precision}: {why}")
-    if precision == trained:
-        return model, precision
-    return policy_copy(task, loaded, model, precision), precision
 
 
 def read_splits(task) -> dict:
