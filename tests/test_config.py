@@ -86,3 +86,13 @@ def test_config_round_trips_through_yaml(tmp_path):
     again = build_config(yaml.safe_load(cfg.to_yaml()), SentimentConfig, "again")
     assert dataclasses.asdict(again.params) == dataclasses.asdict(cfg.params)
     assert again.to_dict() == cfg.to_dict()
+
+
+@pytest.mark.parametrize("legacy, precision", [(True, "float32"), (False, "trained")])
+def test_configs_from_before_export_precision_still_load(legacy, precision):
+    from tasks.sentiment.task import SentimentTask
+
+    raw = {"task": "sentiment", "export": {"enabled": True, "float32": legacy}}
+    cfg = build_config(raw, SentimentTask.Config, "old run/config.yaml")
+    assert cfg.export.precision == precision
+    assert "float32:" not in cfg.to_yaml()  # written back in the new form

@@ -294,6 +294,7 @@ def build_config(raw: dict, task_config_cls, source: str = "config") -> Config:
     cfg = Config(task=str(task))
     if "seed" in raw:
         cfg.seed = _coerce(raw.pop("seed"), int, f"{source}: seed")
+    _upgrade_export_float32(raw)
     for name, cls in FRAMEWORK_SECTIONS.items():
         setattr(cfg, name, build_dataclass(cls, raw.pop(name, None), f"{source}: {name}"))
     cfg.params = build_dataclass(task_config_cls, raw.pop(task, None), f"{source}: {task}")
@@ -303,6 +304,17 @@ def build_config(raw: dict, task_config_cls, source: str = "config") -> Config:
             f"{source}: unknown key '{next(iter(raw))}' (known: {', '.join(known)})")
     validate(cfg, source)
     return cfg
+
+
+def _upgrade_export_float32(raw: dict) -> None:
+    """Configs (and run dirs) written before export.precision said export.float32:
+    true meant a float32 export, false the training precision."""
+    export = raw.get("export")
+    if isinstance(export, dict) and "float32" in export:
+        export = dict(export)
+        legacy = export.pop("float32")
+        export.setdefault("precision", "float32" if legacy in (True, "true", None) else "trained")
+        raw["export"] = export
 
 
 def validate(cfg: Config, source: str) -> None:
