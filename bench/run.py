@@ -30,8 +30,8 @@ import warnings
 import keras
 import tensorflow as tf
 
-from bench.machine import label as machine_label
 from bench.measure import latency, rates
+from bench.run_results import markdown, write, write_results
 from bench.transformers_reference import hf_model_dir, infer_theirs, train_theirs
 from tfapp.core import distribute
 from tfapp.core.backbone import TextPacker, load_backbone
@@ -342,57 +342,19 @@ def _threaded_train(suite: Suite, intra: int, inter: int) -> dict:
     return train_ours(cfg, suite, data)
 
 
-def markdown(r: dict) -> str:
-    t, i, f = r["train"], r["inference"], r["flops"]
-    m = r["machine"]
-    lines = [
-        f"# Benchmark ({r['suite']} suite, backbone {r['backbone']}, batch {r['batch']})", "",
-        f"{r['date']} · {machine_label(m)} · tensorflow {m['tensorflow']}, "
-        f"keras {m['keras']}, keras-hub {m['keras-hub']}, torch {m['torch']}, "
-        f"transformers {m['transformers']}", "",
-        "| measure | tfapp (keras-hub/TF) | transformers (torch) | ours / theirs |",
-        "|---|---|---|---|",
-        f"| training examples/s | {t['ours']['examples_per_s']} | "
-        f"{t['theirs']['examples_per_s']} | {t['ratio']} |",
-        f"| training real tokens/s | {t['ours']['real_tokens_per_s']} | "
-        f"{t['theirs']['real_tokens_per_s']} | {t['ratio']} |",
-        f"| single-request latency p50 (ms) | {i['ours']['p50_ms']} | {i['theirs']['p50_ms']} "
-        f"| {i['p50_ratio']} |",
-        f"| single-request latency p99 (ms) | {i['ours']['p99_ms']} | {i['theirs']['p99_ms']} "
-        f"| {round(i['ours']['p99_ms'] / i['theirs']['p99_ms'], 2)} |",
-        f"| batch-32 inference examples/s | {i['ours']['batch32_examples_per_s']} | "
-        f"{i['theirs']['batch32_examples_per_s']} | {i['batch32_ratio']} |",
-        "",
-        f"Training compute: {f['train_achieved_gflops']} GFLOP/s achieved vs "
-        f"{f['matmul_peak_gflops']} GFLOP/s float32 matmul peak "
-        f"({100 * f['fraction_of_peak']:.1f}% of peak).", "",
-        f"Padding waste: {r['padding_waste_pct']['padded_to_batch_max']}% of tokens are "
-        f"padding when batches pad to their longest text, "
-        f"{r['padding_waste_pct']['bucketed']}% with length bucketing.",
-    ]
-    if r.get("ablation"):
-        lines += ["", "| our training variant | examples/s | real tokens/s |", "|---|---|---|"]
-        for label, v in r["ablation"].items():
-            lines.append(f"| {label} | {v['examples_per_s']} | {v['real_tokens_per_s']} |")
-    return "\n".join(lines) + "\n"
-
-
-def write(result: dict, out_dir: Path) -> None:
-    from tfapp.core.rundir import atomic_write_text, write_json
-
-    stem = f"{result['suite']}-{result['date'].replace(':', '')}"
-    write_json(out_dir / f"{stem}.json", result)
-    atomic_write_text(out_dir / f"{stem}.md", markdown(result))
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.run", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", choices=sorted(SUITES), default="quick")
     parser.add_argument("--out", default=str(REPO / "bench" / "results"))
+    parser.add_argument("--write", action="store_true",
+                        help="put the table into bench/RESULTS.md (one section per machine "
+                             "kind) and the raw JSON beside it as bench/run-<machine>.json")
     args = parser.parse_args(argv)
     result = run_suite(args.suite, Path(args.out))
     print(markdown(result))
+    if args.write:
+        write_results(result)
 
 
 if __name__ == "__main__":

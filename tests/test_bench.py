@@ -66,3 +66,40 @@ def test_per_epoch_pipeline_timing_covers_every_epoch(cache):
     # Each epoch is the whole training split once (length buckets leave partial batches).
     assert epochs[0]["steps"] == epochs[1]["steps"] >= -(-len(splits["train"]) // suite.batch)
     assert all(rate["examples_per_s"] > 0 for rate in epochs)
+
+
+def test_results_go_to_one_section_per_machine_kind(tmp_path):
+    from bench.run_results import machine_kind, write_results
+
+    def result(cpu, flags, ratio):
+        side = {"examples_per_s": 10.0, "real_tokens_per_s": 100.0, "p50_ms": 5.0,
+                "p99_ms": 9.0, "batch32_examples_per_s": 50.0}
+        return {"suite": "full", "date": "2026-11-26T08:00:00", "batch": 32,
+                "backbone": "default",
+                "machine": {"cpu": cpu, "flags": flags, "cores": 2, "tensorflow": "x",
+                            "keras": "x", "keras-hub": "x", "torch": "x",
+                            "transformers": "x"},
+                "train": {"ours": side, "theirs": side, "ratio": ratio},
+                "inference": {"ours": side, "theirs": side, "p50_ratio": 1.0,
+                              "batch32_ratio": 1.0},
+                "flops": {"train_achieved_gflops": 1, "matmul_peak_gflops": 2,
+                          "fraction_of_peak": 0.5},
+                "padding_waste_pct": {"padded_to_batch_max": 20, "bucketed": 10},
+                "precision": {"train": "mixed_bfloat16", "export": "bfloat16"}}
+
+    amd = result("AMD EPYC 9R14", ["avx2", "avx512f", "avx512_bf16"], 2.0)
+    intel = result("Intel(R) Xeon(R) Platinum 8488C", ["avx512f", "amx_bf16"], 1.5)
+    assert machine_kind(amd["machine"]) == "amd-epyc-9r14-2c-avx512_bf16"
+    assert machine_kind(intel["machine"]) == "intel-r-xeon-r-platinum-8488c-2c-amx_bf16"
+    (tmp_path / "RESULTS.md").write_text("# Benchmark results\n")
+    write_results(amd, tmp_path)
+    write_results(intel, tmp_path)
+    amd["train"]["ratio"] = 2.5  # a rerun on the same kind replaces its own section only
+    write_results(amd, tmp_path)
+    text = (tmp_path / "RESULTS.md").read_text()
+    assert text.count("## Side by side on") == 2
+    assert "| training examples/s | 10.0 | 10.0 | 2.5 |" in text
+    assert "| training examples/s | 10.0 | 10.0 | 1.5 |" in text
+    assert "| 2.0 |" not in text and "export precision bfloat16" in text
+    assert json.loads((tmp_path / "run-amd-epyc-9r14-2c-avx512_bf16.json").read_text())[
+        "train"]["ratio"] == 2.5
