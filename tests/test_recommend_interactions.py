@@ -147,7 +147,9 @@ def log_run(tmp_path_factory):
                      "--set", "recommend.item_text_columns=[title,genres,overview]",
                      "--set", "recommend.rating_column=rating", "--set", "recommend.top_k=3",
                      "--set", "recommend.history_cache=true",
-                     "--set", "recommend.eval_negatives=5", "--run-dir", run_dir)
+                     "--set", "recommend.eval_negatives=5",
+                     # float32: the catalogue test compares with in-process scores at 1e-5
+                     "--set", "export.precision=float32", "--run-dir", run_dir)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return run_dir, result.stdout
 

@@ -69,7 +69,10 @@ def test_default_job_on_real_backbone(default_run):
     print(f"default job: {seconds:.0f} s, test accuracy {test['accuracy']:.4f}, "
           f"macro-F1 {test['macro_f1']:.4f}, export {metrics['export']['size_mb']} MiB")
     assert test["accuracy"] >= 0.9 and metrics["test"]["topic"]["accuracy"] >= 0.9
-    assert 80 < metrics["export"]["size_mb"] < 120  # inference weights only, no optimizer
+    # Inference weights only, no optimizer: ~90 MiB in float32, half in bfloat16 (the
+    # export precision the CPU's flags chose).
+    low, high = (80, 120) if metrics["export"]["precision"] == "float32" else (40, 60)
+    assert low < metrics["export"]["size_mb"] < high, metrics["export"]
 
 
 @pytest.mark.integration
