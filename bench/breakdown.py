@@ -16,7 +16,6 @@ are timed round-robin, and each stage is the difference of two of them:
 """
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import statistics
 import time
@@ -25,6 +24,7 @@ from pathlib import Path
 import tfapp  # noqa: F401
 from bench.machine import describe as machine, label
 from bench.results_file import replace_section, write_json, write_outputs
+from bench.run_texts import run_bench_parser, sentiment_run_texts
 from tfapp.core.errors import ConfigError, cli_main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -129,22 +129,9 @@ def write_results(result: dict) -> None:
 
 @cli_main
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m bench.breakdown", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", required=True, help="finished sentiment run with an export")
-    parser.add_argument("--run-label", help="how the table names the run (default: its path)")
-    parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--write", action="store_true")
-    parser.add_argument("--out", help="directory for breakdown.json and breakdown.md")
-    args = parser.parse_args(argv)
-    from tfapp.training.restore import restore_run
-
+    args = run_bench_parser("python -m bench.breakdown", __doc__, "breakdown").parse_args(argv)
     run = Path(args.run)
-    cfg, task, _, _ = restore_run(run)
-    splits = task.load_splits()
-    texts = task.texts(splits["validation"]) or task.texts(splits["train"])
-    if len(texts) < 32:
-        raise ConfigError(f"{run}: fewer than 32 texts to time a batch with")
+    texts = sentiment_run_texts(run)
     result = {"date": dt.datetime.now().isoformat(timespec="seconds"), "machine": machine(),
               "run_label": args.run_label or str(run), "requests": args.requests,
               "stages": {str(k): v for k, v in stages(run, texts, args.requests).items()}}

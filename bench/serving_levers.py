@@ -16,7 +16,6 @@ numbers into bench/serving_levers.json.
 """
 from __future__ import annotations
 
-import argparse
 import concurrent.futures
 import datetime as dt
 import multiprocessing
@@ -27,6 +26,7 @@ import tfapp  # noqa: F401
 from bench.compression import _signature, interleaved
 from bench.machine import describe as machine, label
 from bench.results_file import replace_section, write_json, write_outputs
+from bench.run_texts import run_bench_parser, sentiment_run_texts
 from tfapp.core.errors import ConfigError, cli_main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -128,26 +128,12 @@ def write_results(result: dict) -> None:
 
 @cli_main
 def main(argv=None):
-    parser = argparse.ArgumentParser(prog="python -m bench.serving_levers", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run", required=True, help="finished sentiment run")
-    parser.add_argument("--run-label", help="how the table names the run (default: its path)")
-    parser.add_argument("--requests", type=int, default=300)
-    parser.add_argument("--write", action="store_true")
-    parser.add_argument("--out", help="directory for serving_levers.json and .md")
-    args = parser.parse_args(argv)
+    args = run_bench_parser("python -m bench.serving_levers", __doc__,
+                            "serving_levers").parse_args(argv)
     if args.requests < 1:
         raise ConfigError(f"--requests must be >= 1, got {args.requests}")
-    from tfapp.training.restore import restore_run
-
     run = Path(args.run)
-    cfg, task, _, _ = restore_run(run)
-    if cfg.task != "sentiment":
-        raise ConfigError(f"{run}: a sentiment run is needed, this one is {cfg.task}")
-    splits = task.load_splits()
-    texts = task.texts(splits["validation"]) or task.texts(splits["train"])
-    if len(texts) < 32:
-        raise ConfigError(f"{run}: fewer than 32 texts to time a batch with")
+    texts = sentiment_run_texts(run)
     result = {"date": dt.datetime.now().isoformat(timespec="seconds"), "machine": machine(),
               "run_label": args.run_label or str(run), "requests": args.requests,
               "texts": len(texts), "rows": measure(run, texts, args.requests)}
