@@ -166,6 +166,15 @@ def test_interaction_log_trains_and_reports_baselines(log_run):
     assert set(test["cold_items"]) == {"model", "popularity", "zero_shot_text"}
     assert "popularity" in stdout and "zero_shot_text" in stdout
     assert (run_dir / "export" / "recommend" / "1" / "saved_model.pb").is_file()
+    # ... and in TensorBoard, beside the model's own final metrics.
+    import tensorflow as tf
+
+    tags = {v.tag for path in (run_dir / "logs").rglob("events.out.tfevents*")
+            for event in tf.compat.v1.train.summary_iterator(str(path))
+            for v in event.summary.value}
+    for name in ("popularity", "zero_shot_text"):
+        assert f"final/test/baselines/{name}/hr@10" in tags, sorted(tags)[:20]
+    assert "final/test/hr@10" in tags
 
 
 RECOMMEND = """
