@@ -23,7 +23,7 @@ from pathlib import Path
 
 import tfapp  # noqa: F401
 from bench.machine import describe as machine, label
-from bench.results_file import replace_section, write_json, write_outputs
+from bench.results_file import write_outputs, write_section
 from bench.run_texts import run_bench_parser, sentiment_run_texts
 from tfapp.core.errors import ConfigError, cli_main
 
@@ -112,8 +112,7 @@ def table(result: dict) -> str:
 
 
 def write_results(result: dict) -> None:
-    section = "\n".join([
-        BEGIN,
+    body = "\n".join([
         f"Run of {result['date']} on {label(result['machine'])}: `python -m bench.breakdown "
         f"--run RUN --write` on {result['run_label']} (medians of {result['requests']} calls for one "
         f"text, a tenth as many for 32; real validation texts, "
@@ -121,10 +120,9 @@ def write_results(result: dict) -> None:
         f"{result['stages']['32']['tokens per text']:.1f} on average in the batch); raw "
         f"numbers in bench/breakdown.json. Each stage is the difference of two cumulative "
         f"pipelines timed round-robin, so a stage within noise can come out slightly "
-        f"negative.", "", table(result), END])
-    replace_section(REPO / "bench" / "RESULTS.md", BEGIN, END, section,
-                    "## Where a request's time goes")
-    write_json(REPO / "bench" / "breakdown.json", result)
+        f"negative.", "", table(result)])
+    write_section(REPO / "bench", BEGIN, END, "## Where a request's time goes", body,
+                  "breakdown.json", result)
 
 
 @cli_main

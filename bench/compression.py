@@ -26,7 +26,7 @@ import numpy as np
 
 import tfapp  # noqa: F401
 from bench.machine import describe as machine, label
-from bench.results_file import replace_section, write_json, write_outputs
+from bench.results_file import write_outputs, write_section
 from tfapp.core.errors import ConfigError, cli_main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -242,8 +242,7 @@ def goal(rows: list[dict]) -> str:
 
 def write_results(result: dict) -> None:
     rows = result["rows"]
-    section = "\n".join([
-        BEGIN,
+    body = "\n".join([
         f"Run of {result['date']} on {label(result['machine'])}: `python -m bench.compression "
         f"--data {result['data']} --seeds {len(result['seeds'])} --write`; raw results in "
         f"bench/compression.json. Validation: the data set's validation.csv "
@@ -254,10 +253,9 @@ def write_results(result: dict) -> None:
         f"with nothing else running.",
         "", data_table(rows), "",
         "Goal (>= 2x faster single requests, >= 3x smaller, <= 1 pt macro-F1 lost):", "",
-        goal(rows), END])
-    replace_section(REPO / "bench" / "RESULTS.md", BEGIN, END, section,
-                    "## Compression on real text")
-    write_json(REPO / "bench" / "compression.json", result)
+        goal(rows)])
+    write_section(REPO / "bench", BEGIN, END, "## Compression on real text", body,
+                  "compression.json", result)
 
 
 def run_data(args) -> dict:

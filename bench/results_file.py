@@ -18,6 +18,16 @@ def replace_section(path: Path, begin: str, end: str, section: str, heading: str
     write_text(path, text)
 
 
+def write_section(bench_dir: Path, begin: str, end: str, heading: str, body: str,
+                  json_name: str, result: dict) -> None:
+    """A bench's results in the repository: `body` between the markers of
+    bench_dir/RESULTS.md (under `heading` the first time) and the raw `result` as
+    bench_dir/json_name."""
+    replace_section(Path(bench_dir) / "RESULTS.md", begin, end,
+                    f"{begin}\n{body.rstrip()}\n{end}", heading)
+    write_json(Path(bench_dir) / json_name, result)
+
+
 def section(path: Path, begin: str, end: str) -> str | None:
     """The text from `begin` to `end` (markers included) in `path`, or None."""
     text = path.read_text(encoding="utf-8") if path.exists() else ""

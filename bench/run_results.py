@@ -7,7 +7,7 @@ import re
 from pathlib import Path
 
 from bench.machine import label as machine_label
-from bench.results_file import replace_section, write_json
+from bench.results_file import write_section
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -74,9 +74,7 @@ def write_results(result: dict, bench_dir: Path = REPO / "bench") -> None:
     kind = machine_kind(result["machine"])
     begin, end = f"<!-- side by side {kind}: begin -->", f"<!-- side by side {kind}: end -->"
     table = markdown(result).split("\n", 2)[2]  # without its title line
-    section = "\n".join([
-        begin, f"`python -m bench.run --suite {result['suite']} --write`; raw results in "
-        f"bench/run-{kind}.json.", "", table.rstrip(), end])
-    replace_section(bench_dir / "RESULTS.md", begin, end, section,
-                    f"## Side by side on {machine_label(result['machine'])}")
-    write_json(bench_dir / f"run-{kind}.json", result)
+    body = (f"`python -m bench.run --suite {result['suite']} --write`; raw results in "
+            f"bench/run-{kind}.json.\n\n{table}")
+    write_section(bench_dir, begin, end, f"## Side by side on {machine_label(result['machine'])}",
+                  body, f"run-{kind}.json", result)

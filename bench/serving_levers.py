@@ -25,7 +25,7 @@ from pathlib import Path
 import tfapp  # noqa: F401
 from bench.compression import _signature, interleaved
 from bench.machine import describe as machine, label
-from bench.results_file import replace_section, write_json, write_outputs
+from bench.results_file import write_outputs, write_section
 from bench.run_texts import run_bench_parser, sentiment_run_texts
 from tfapp.core.errors import ConfigError, cli_main
 
@@ -112,18 +112,16 @@ def table(result: dict) -> str:
 
 
 def write_results(result: dict) -> None:
-    section = "\n".join([
-        BEGIN,
+    body = "\n".join([
         f"Run of {result['date']} on {label(result['machine'])}: `python -m "
         f"bench.serving_levers --run RUN --write` on {result['run_label']}; "
         f"{result['requests']} single requests and batches of 32 from its "
         f"{result['texts']} validation texts, exports called round-robin (thread variants: "
         f"a fresh process each, after the others); agreement over all validation texts. Raw "
         f"numbers in bench/serving_levers.json. `x` columns: speed relative to float32 "
-        f"(higher is faster).", "", table(result), END])
-    replace_section(REPO / "bench" / "RESULTS.md", BEGIN, END, section,
-                    "## Inference levers")
-    write_json(REPO / "bench" / "serving_levers.json", result)
+        f"(higher is faster).", "", table(result)])
+    write_section(REPO / "bench", BEGIN, END, "## Inference levers", body,
+                  "serving_levers.json", result)
 
 
 @cli_main
