@@ -17,6 +17,7 @@ def test_layer_decay_scales_by_depth():
     assert [backbone_depth(p) for p in paths] == [0, 0, 1, 2, None]
     assert learning_rate_scales(paths, 0.5) == [0.125, 0.125, 0.25, 0.5, 1.0]
     assert learning_rate_scales(paths, 1.0) == [1.0] * 5
+    assert learning_rate_scales(paths, 0.5, 10.0) == [0.125, 0.125, 0.25, 0.5, 10.0]
 
 
 def _one_step_changes(tmp_path, **train):
@@ -64,6 +65,14 @@ def test_layer_decay_slows_lower_layers(tmp_path):
     assert decayed["head"] == pytest.approx(lr, rel=0.05)
 
 
+def test_head_lr_multiplier_speeds_up_only_the_head(tmp_path):
+    lr = 1e-4
+    faster = _one_step_changes(tmp_path / "a", learning_rate=lr, head_lr_multiplier=20.0)
+    assert faster["head"] == pytest.approx(lr * 20, rel=0.05)
+    assert faster["layer_0"] == pytest.approx(lr, rel=0.05)
+    assert faster["layer_1"] == pytest.approx(lr, rel=0.05)
+
+
 def test_frozen_backbone_steps_train_only_the_head_first(tmp_path):
     frozen = _one_step_changes(tmp_path / "a", learning_rate=1e-3, frozen_backbone_steps=3,
                                steps=3)
@@ -95,6 +104,8 @@ def test_smoothed_sparse_loss_matches_the_one_hot_loss():
 @pytest.mark.parametrize("key, value, message", [
     ("train.layer_decay", 0.0, "train.layer_decay must be in (0, 1]"),
     ("train.layer_decay", 1.5, "train.layer_decay must be in (0, 1]"),
+    ("train.head_lr_multiplier", 0.5, "train.head_lr_multiplier must be in [1, 1000]"),
+    ("train.head_lr_multiplier", 2000, "train.head_lr_multiplier must be in [1, 1000]"),
     ("train.frozen_backbone_steps", -1, "train.frozen_backbone_steps must be >= 0"),
     ("train.label_smoothing", 1.0, "train.label_smoothing must be in [0, 1)"),
 ])
@@ -109,10 +120,12 @@ def test_bad_lever_values_are_one_line_config_errors(tmp_path, key, value, messa
 def test_levers_train_end_to_end(tmp_path, task, extra):
     result = run_cli("tfapp.train", "--task", task, "--backbone", "tiny", "--epochs", 1,
                      "--set", "train.layer_decay=0.8", "--set", "train.frozen_backbone_steps=3",
-                     "--set", "train.label_smoothing=0.1", *extra,
+                     "--set", "train.label_smoothing=0.1",
+                     "--set", "train.head_lr_multiplier=5", *extra,
                      "--run-dir", tmp_path / "run")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "layer_decay: 0.8" in result.stdout and "label_smoothing: 0.1" in result.stdout
+    assert "head_lr_multiplier: 5" in result.stdout
     assert (tmp_path / "run" / "metrics.json").is_file()
 
 

@@ -81,6 +81,9 @@ class TrainConfig:
     # learning_rate * layer_decay ** (L + 1 - (i + 1)), the embeddings at decay ** (L + 1),
     # the head at the full rate. 1.0: off.
     layer_decay: float = 1.0
+    # The task head (randomly initialised) learns this many times faster than the
+    # pretrained backbone. 1.0: one learning rate for everything.
+    head_lr_multiplier: float = 1.0
     # Head-only steps first: the backbone's learning rate is zero for this many steps.
     frozen_backbone_steps: int = 0
     # Label smoothing of classification losses (sentiment, qa intent mode). 0: off.
@@ -337,6 +340,8 @@ def validate(cfg: Config, source: str) -> None:
         (cfg.train.learning_rate > 0, "train.learning_rate must be > 0"),
         (0 <= cfg.train.warmup_ratio < 1, "train.warmup_ratio must be in [0, 1)"),
         (0 < cfg.train.layer_decay <= 1, "train.layer_decay must be in (0, 1]"),
+        (1 <= cfg.train.head_lr_multiplier <= 1000,
+         "train.head_lr_multiplier must be in [1, 1000]"),
         (cfg.train.frozen_backbone_steps >= 0, "train.frozen_backbone_steps must be >= 0"),
         (0 <= cfg.train.label_smoothing < 1, "train.label_smoothing must be in [0, 1)"),
         (cfg.train.tapt_epochs >= 0, "train.tapt_epochs must be >= 0"),

@@ -20,6 +20,7 @@ def hparams_of(cfg: Config) -> dict:
             "learning_rate": t.learning_rate, "epochs": t.epochs,
             "global_batch_size": t.global_batch_size, "warmup_ratio": t.warmup_ratio,
             "weight_decay": t.weight_decay, "layer_decay": t.layer_decay,
+            "head_lr_multiplier": t.head_lr_multiplier,
             "frozen_backbone_steps": t.frozen_backbone_steps,
             "label_smoothing": t.label_smoothing, "ema_momentum": t.ema_momentum,
             "tapt_epochs": t.tapt_epochs, "truncation": cfg.data.truncation,

@@ -1,10 +1,11 @@
 """The optimizer every training workflow uses, and compiling a model with it.
 
-AdamW with warm-up and cosine decay, plus two fine-tuning levers that act through a
+AdamW with warm-up and cosine decay, plus three fine-tuning levers that act through a
 per-variable learning-rate multiplier: layer-wise learning-rate decay (the embeddings
-and lower encoder layers learn slower than the top, Howard & Ruder 2018 / ELECTRA) and a
-number of head-only steps before the backbone starts to learn (so a random head does not
-push the pretrained encoder around)."""
+and lower encoder layers learn slower than the top, Howard & Ruder 2018 / ELECTRA), a
+faster learning rate for the randomly initialised head than for the pretrained backbone,
+and a number of head-only steps before the backbone starts to learn (so a random head does
+not push the pretrained encoder around)."""
 from __future__ import annotations
 
 import re
@@ -26,27 +27,30 @@ def backbone_depth(path: str):
     return 0 if _EMBEDDING.search(path) else None
 
 
-def learning_rate_scales(paths: list[str], layer_decay: float) -> list[float]:
-    """Per-variable multipliers: decay ** (layers + 1 - depth) inside the backbone, 1 for
-    the head (anything outside it)."""
+def learning_rate_scales(paths: list[str], layer_decay: float,
+                         head_multiplier: float = 1.0) -> list[float]:
+    """Per-variable multipliers: decay ** (layers + 1 - depth) inside the backbone,
+    `head_multiplier` for the head (anything outside it)."""
     depths = [backbone_depth(p) for p in paths]
     top = max((d for d in depths if d is not None), default=0) + 1
-    return [1.0 if d is None else layer_decay ** (top - d) for d in depths]
+    return [head_multiplier if d is None else layer_decay ** (top - d) for d in depths]
 
 
 class FineTuningAdamW(keras.optimizers.AdamW):
     """AdamW whose learning rate is scaled per variable (layer-wise decay) and held at zero
     for the backbone during the first `frozen_backbone_steps` steps."""
 
-    def __init__(self, layer_decay: float = 1.0, frozen_backbone_steps: int = 0, **kwargs):
+    def __init__(self, layer_decay: float = 1.0, frozen_backbone_steps: int = 0,
+                 head_lr_multiplier: float = 1.0, **kwargs):
         super().__init__(**kwargs)
         self.layer_decay = layer_decay
         self.frozen_backbone_steps = frozen_backbone_steps
+        self.head_lr_multiplier = head_lr_multiplier
 
     def build(self, var_list):
         super().build(var_list)
         paths = [v.path for v in var_list]
-        self._lr_scales = learning_rate_scales(paths, self.layer_decay)
+        self._lr_scales = learning_rate_scales(paths, self.layer_decay, self.head_lr_multiplier)
         self._in_backbone = [backbone_depth(p) is not None for p in paths]
 
     def update_step(self, gradient, variable, learning_rate):
@@ -62,7 +66,8 @@ class FineTuningAdamW(keras.optimizers.AdamW):
 
     def get_config(self):
         return {**super().get_config(), "layer_decay": self.layer_decay,
-                "frozen_backbone_steps": self.frozen_backbone_steps}
+                "frozen_backbone_steps": self.frozen_backbone_steps,
+                "head_lr_multiplier": self.head_lr_multiplier}
 
 
 def make_optimizer(train_cfg, total_steps: int) -> keras.optimizers.Optimizer:
@@ -77,6 +82,7 @@ def make_optimizer(train_cfg, total_steps: int) -> keras.optimizers.Optimizer:
     optimizer = FineTuningAdamW(
         layer_decay=train_cfg.layer_decay,
         frozen_backbone_steps=train_cfg.frozen_backbone_steps,
+        head_lr_multiplier=train_cfg.head_lr_multiplier,
         learning_rate=schedule, weight_decay=train_cfg.weight_decay,
         global_clipnorm=train_cfg.clip_norm if train_cfg.clip_norm > 0 else None,
         use_ema=train_cfg.ema_momentum > 0,
