@@ -1,4 +1,4 @@
-"""python -m bench.quality [--suite quick|full] [--seeds N] [--data DIR] [--recipes A,B,...]
+"""python -m bench.quality [--suite quick|levers|full] [--seeds N] [--data DIR] [--recipes A,B,...]
 
 Model quality on real text, like for like: for each data set the reference recipe (a plain
 keras-hub fine-tune, bench/quality_reference.py), tfapp's default recipe and recipes with
@@ -16,8 +16,9 @@ Data sets (from ../shared/data, see its README; never copied into the repository
             bank of the 150 intent names: recall@1 and MRR (the reference ranks the same
             intents by its classifier's logits)
 
-Suites: `quick` samples the training sets so one seed of every recipe takes minutes on 2
-CPU cores; `full` trains on everything; `smoke` (tiny backbone, a few rows) only proves
+Suites: `quick` (reference and default recipes on samples of every data set, ~15 minutes
+for 3 seeds on 2 CPU cores); `levers` (the same samples, every lever); `full` trains on
+everything; `smoke` (tiny backbone, a few rows) only proves
 the harness runs.
 """
 from __future__ import annotations
@@ -51,7 +52,8 @@ RECIPES = {
     "default": [],
     "layer_decay": ["train.layer_decay=0.8"],
     "label_smoothing": ["train.label_smoothing=0.1"],
-    "head_first": ["train.frozen_backbone_steps=50"],
+    "head_first": ["train.frozen_backbone_steps=20"],
+    "head_lr": ["train.head_lr_multiplier=20"],
     "class_weights": ["sentiment.class_weights=balanced"],  # sentiment only
     # ~50-step averaging horizon: a quick-suite run has ~150 steps in all.
     "ema": ["train.ema_momentum=0.98"],
@@ -68,14 +70,17 @@ class Suite:
     recipes: tuple
 
 
+LEVERS = ("layer_decay", "label_smoothing", "head_first", "head_lr", "class_weights", "ema")
 SUITES = {
     "smoke": Suite("tiny", 60, 2, 60, 1, ("reference", "default", "layer_decay")),
-    "quick": Suite("default", 1200, 8, None, None,
-                   ("reference", "default", "layer_decay", "label_smoothing")),
-    "full": Suite("default", None, None, None, None,
-                  ("reference", "default", "layer_decay", "label_smoothing", "head_first",
-                   "class_weights", "ema")),
+    # Small samples so reference + default over 3 seeds and 3 data sets fit ~15 minutes.
+    "quick": Suite("default", 600, 4, 1200, None, ("reference", "default")),
+    # The quick samples with every lever: what each does to the default, like for like.
+    "levers": Suite("default", 600, 4, 1200, None, ("reference", "default") + LEVERS),
+    "full": Suite("default", None, None, None, None, ("reference", "default") + LEVERS),
 }
+# The metric each data set's recipes are ranked by.
+PRIMARY = {"tfns": "macro_f1", "clinc150": "in_scope_accuracy", "clinc150_retrieval": "mrr"}
 
 
 def read_csv(path: Path) -> list[dict]:
@@ -253,13 +258,52 @@ METRICS = {"tfns": ["accuracy", "macro_f1"],
            "clinc150_retrieval": ["recall@1", "mrr"]}
 
 
+def best_line(dataset: str, summary: dict) -> str:
+    """Which measured recipe is best on the data set's primary metric, and by how much it
+    beats the reference."""
+    metric = PRIMARY[dataset]
+    means = {recipe: s[metric]["mean"] for recipe, s in summary.items()}
+    best = max(means, key=means.get)
+    line = f"Best recipe found: **{best}** ({metric} {means[best]:.4f}"
+    if "reference" in means and best != "reference":
+        line += f", {100 * (means[best] - means['reference']):+.1f} points over the reference"
+    return line + ")."
+
+
+def lever_effects(result: dict) -> list[str]:
+    """Each lever's effect on each data set's primary metric (its mean minus the default's,
+    in points), and whether it helped on every data set measured."""
+    datasets = [d for d, b in result["datasets"].items() if "default" in b["summary"]]
+    levers = [r for r in result["recipes"] if r not in ("reference", "default")]
+    if not datasets or not levers:
+        return []
+    lines = ["## Lever effects (mean minus the default's, points of each primary metric)", "",
+             "| lever | " + " | ".join(f"{d} {PRIMARY[d]}" for d in datasets)
+             + " | helped on all |", "|---" * (len(datasets) + 2) + "|"]
+    for lever in levers:
+        deltas = []
+        for d in datasets:
+            summary = result["datasets"][d]["summary"]
+            if lever in summary:
+                deltas.append(100 * (summary[lever][PRIMARY[d]]["mean"]
+                                     - summary["default"][PRIMARY[d]]["mean"]))
+            else:
+                deltas.append(None)
+        measured = [x for x in deltas if x is not None]
+        cells = ["n/a" if x is None else f"{x:+.2f}" for x in deltas]
+        lines.append(f"| {lever} | " + " | ".join(cells)
+                     + f" | {'yes' if measured and min(measured) > 0 else 'no'} |")
+    return lines + [""]
+
+
 def markdown(result: dict) -> str:
     lines = [f"# Model quality on real text ({result['suite']} suite)", "",
              f"Generated by `{result['command']}` on {result['date']} "
              f"({label(result['machine'])}); raw results "
              f"in `quality.json` beside this file. Mean ± standard deviation over seeds "
              f"{', '.join(map(str, result['seeds']))}; seconds = wall time of one training "
-             f"run (tfapp: the whole `tfapp.train` command, evaluation included).", ""]
+             f"run (tfapp: the whole `tfapp.train` command, evaluation included). Whole suite: "
+             f"{result['wall_seconds'] / 60:.1f} minutes.", ""]
     for dataset, block in result["datasets"].items():
         sizes = ", ".join(f"{k} {v}" for k, v in block["sizes"].items())
         lines += [f"## {dataset} ({sizes})", "",
@@ -271,7 +315,8 @@ def markdown(result: dict) -> str:
             lines.append(f"| {recipe} | " + " | ".join(cells) +
                          f" | {summary['seconds']['mean']:.0f} | "
                          f"{summary['epochs_run']['mean']:.1f} |")
-        lines.append("")
+        lines += ["", best_line(dataset, block["summary"]), ""]
+    lines += lever_effects(result)
     lines += ["Recipes: `reference` = plain keras-hub fine-tune (mean pooling, dense head, "
               "AdamW 5e-5 linear decay, 3 epochs, length 64, float32); `default` = "
               "`python -m tfapp.train` with the shipped config; the others = the default "

@@ -351,3 +351,94 @@ def test_hard_negatives_and_repeated_answers_in_the_dual_encoder_batch(tmp_path)
     assert logits[0, 0] == pytest.approx(expected, rel=1e-4, abs=1e-4)
     loss = task.compile_args()["loss"](y, model(x))
     assert np.isfinite(float(loss)) and float(loss) > 0
+
+
+# --- balanced hand-off calibration (out-of-scope intent) -----------------------------
+
+
+def _brute_force_balanced(top, correct, oos, said_oos):
+    best, best_value = None, -1.0
+    for t in np.concatenate([[-np.inf], np.sort(np.unique(top))]):
+        handoff = said_oos | (top < t)
+        value = (correct & ~handoff)[~oos].mean() + handoff[oos].mean()
+        if value > best_value + 1e-12:
+            best, best_value = t, value
+    return best, best_value
+
+
+def test_balanced_threshold_maximises_accuracy_plus_recall():
+    from tasks.qa.ranking import balanced_threshold
+
+    rng = np.random.default_rng(1)
+    for trial in range(20):
+        n = 300
+        oos = rng.uniform(size=n) < 0.2
+        top = np.round(np.where(oos, rng.beta(2, 3, n), rng.beta(5, 2, n)), 2)  # with ties
+        correct = ~oos & (rng.uniform(size=n) < top)
+        said_oos = oos & (rng.uniform(size=n) < 0.3)
+        c = balanced_threshold(top, correct, oos, said_oos)
+        threshold, value = _brute_force_balanced(top, correct, oos, said_oos)
+        assert c["threshold"] == threshold
+        assert c["in_scope_accuracy_answered"] + c["out_of_scope_recall"] == \
+            pytest.approx(value)
+
+
+def test_balanced_threshold_ignores_the_out_of_scope_share():
+    """Repeating the out-of-scope questions (3% -> 18% of the set) moves a precision
+    target's threshold but not the balanced one."""
+    from tasks.qa.ranking import balanced_threshold
+
+    rng = np.random.default_rng(2)
+    n_in, n_out = 970, 30
+    top = np.concatenate([rng.beta(6, 2, n_in), rng.beta(2, 3, n_out)])
+    oos = np.arange(n_in + n_out) >= n_in
+    correct = ~oos & (rng.uniform(size=n_in + n_out) < top)
+    said = np.zeros_like(oos)
+    few = balanced_threshold(top, correct, oos, said)
+    many = np.concatenate([np.arange(n_in)] + [np.arange(n_in, n_in + n_out)] * 7)
+    more = balanced_threshold(top[many], correct[many], oos[many], said[many])
+    assert few["threshold"] == more["threshold"]
+    assert calibrate_threshold(top, correct, 0.8)["threshold"] < \
+        calibrate_threshold(top[many], correct[many], 0.8)["threshold"]
+
+
+def test_calibrate_handoff_falls_back_to_precision_without_out_of_scope_questions():
+    from tasks.qa.ranking import calibrate_handoff
+
+    scores = np.array([[0.9, 0.1, 0.0], [0.2, 0.7, 0.1], [0.5, 0.1, 0.4], [0.1, 0.3, 0.6]])
+    with_oos = calibrate_handoff(scores, np.array([0, 1, 2, 2]), 2, 0.9)
+    assert with_oos["objective"] == "balanced"
+    # Question 2 (out of scope, best answer 0 at 0.5) is caught only by a threshold > 0.5;
+    # the lowest observed top score above it is 0.6.
+    assert with_oos["threshold"] == 0.6 and with_oos["out_of_scope_recall"] == 1.0
+    assert calibrate_handoff(scores, np.array([0, 1, 0, 1]), 2, 0.9)["objective"] == "precision"
+    assert calibrate_handoff(scores, np.array([0, 1, 2, 2]), None, 0.9)["objective"] == \
+        "precision"
+
+
+@pytest.mark.parametrize("sets, message", [
+    ({"qa.threshold_objective": "best"},
+     "qa.threshold_objective must be auto, precision or balanced"),
+    ({"qa.threshold_objective": "balanced"},
+     "qa.threshold_objective=balanced needs qa.out_of_scope_label"),
+])
+def test_bad_threshold_objective_is_a_config_error(tmp_path, sets, message):
+    with pytest.raises(ConfigError, match=message):
+        get_task("qa")(qa_config(tmp_path, **sets))
+
+
+def test_balanced_objective_without_out_of_scope_validation_fails_before_training(tmp_path):
+    rows = lambda n, ids: [{"question": f"question {i} {a}", "answer_id": a}  # noqa: E731
+                           for i in range(n) for a in ids]
+    train = write_csv(tmp_path / "train.csv", rows(6, ["a", "b", "oos"]))
+    validation = write_csv(tmp_path / "validation.csv", rows(3, ["a", "b"]))
+    cfg = qa_config(tmp_path, **{"qa.mode": "intent", "qa.out_of_scope_label": "oos",
+                                 "qa.threshold_objective": "balanced",
+                                 "data.train_file": str(train),
+                                 "data.validation_file": str(validation)})
+    with pytest.raises(DataError, match=r"validation.csv: qa.threshold_objective=balanced "
+                                        r"needs both in-scope and 'oos' questions"):
+        get_task("qa")(cfg).load_splits()
+    # auto falls back to the precision target on such a validation set.
+    cfg.params.threshold_objective = "auto"
+    assert len(get_task("qa")(cfg).load_splits()["validation"]) == 6

@@ -61,6 +61,8 @@ def test_out_of_scope_metrics_on_test(oos_run):
     # A learnable task: topics are one keyword, out-of-scope questions have none.
     assert oos["in_scope_accuracy"] >= 0.4  # chance: 1 in 7
     assert "out-of-scope recall" in stdout
+    # Calibrated balanced: the validation set holds out-of-scope questions.
+    assert "balanced on validation" in (run_dir / "MODEL_CARD.md").read_text()
 
 
 def test_export_hands_off_the_out_of_scope_intent(oos_run):

@@ -33,6 +33,10 @@ class QAConfig:
     # The hand-off threshold is the lowest score at which validation answers reach this
     # precision; below it the export sets handoff=true.
     target_precision: float = 0.9
+    # How the threshold is calibrated: precision (the target above) | balanced (maximise
+    # in-scope answered accuracy + out-of-scope recall; needs out_of_scope_label and
+    # out-of-scope questions in validation) | auto (balanced when both exist, else precision).
+    threshold_objective: str = "auto"
     # An intent / answer id that means "not something we answer" (e.g. CLINC150's oos):
     # predicting it hands the question off, like a score below the threshold. Test metrics
     # then add in-scope accuracy, out-of-scope recall and in-scope coverage.

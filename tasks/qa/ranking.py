@@ -82,6 +82,65 @@ def calibrate_threshold(top_scores: np.ndarray, correct: np.ndarray,
     return {**result, "target_precision": float(target_precision), "reached": True}
 
 
+def balanced_threshold(top_scores: np.ndarray, correct: np.ndarray, out_of_scope: np.ndarray,
+                       predicted_out_of_scope: np.ndarray) -> dict:
+    """The threshold that maximises in-scope answered accuracy + out-of-scope recall.
+
+    Both terms are rates within their own class, so the choice does not depend on how
+    many out-of-scope questions the calibration set happens to hold (CLINC150's validation
+    has 3%, its test 18%), unlike a precision target. A question is handed off when its
+    top score is below the threshold or its best answer is the out-of-scope one. Ties go
+    to the lowest threshold (most answered)."""
+    top_scores = np.asarray(top_scores, np.float64)
+    correct, oos = np.asarray(correct, bool), np.asarray(out_of_scope, bool)
+    said_oos = np.asarray(predicted_out_of_scope, bool)
+    if not oos.any() or oos.all():
+        raise ValueError("balanced calibration needs in-scope and out-of-scope questions")
+    candidates = np.concatenate([[-np.inf], np.unique(top_scores)])
+    # Answered (score >= t) counts via sorted scores: O(n log n) over every candidate.
+    hit = np.sort(top_scores[~oos & correct & ~said_oos])
+    caught_anyway = int((oos & said_oos).sum())
+    open_oos = np.sort(top_scores[oos & ~said_oos])
+    answered_right = len(hit) - np.searchsorted(hit, candidates, side="left")
+    handed_off = caught_anyway + np.searchsorted(open_oos, candidates, side="left")
+    accuracy = answered_right / int((~oos).sum())
+    recall = handed_off / int(oos.sum())
+    best = int(np.argmax(accuracy + recall))  # first maximum: the lowest threshold
+    threshold = float(candidates[best])
+    return {**precision_coverage(top_scores, correct, threshold),
+            "objective": "balanced", "in_scope_accuracy_answered": float(accuracy[best]),
+            "out_of_scope_recall": float(recall[best]), "reached": True}
+
+
+def calibrate_handoff(scores: np.ndarray, answers: np.ndarray, out_of_scope_index,
+                      target_precision: float) -> dict:
+    """The hand-off threshold for [questions, bank] validation scores: balanced when an
+    out-of-scope answer index is given and validation holds both kinds of question, else
+    the lowest threshold reaching `target_precision`."""
+    predicted = scores.argmax(axis=1)
+    correct = predicted == answers
+    if out_of_scope_index is not None:
+        out_of_scope = answers == out_of_scope_index
+        if out_of_scope.any() and not out_of_scope.all():
+            return {**balanced_threshold(scores.max(axis=1), correct, out_of_scope,
+                                         predicted == out_of_scope_index),
+                    "target_precision": float(target_precision)}
+    return {**calibrate_threshold(scores.max(axis=1), correct, target_precision),
+            "objective": "precision"}
+
+
+def describe_calibration(c: dict) -> str:
+    """One line on how the hand-off threshold was chosen and what it did on validation."""
+    if c.get("objective") == "balanced":
+        return (f"hand-off threshold {c['threshold']:.4f}: balanced on validation (in-scope "
+                f"answered accuracy {c['in_scope_accuracy_answered']:.4f}, out-of-scope recall "
+                f"{c['out_of_scope_recall']:.4f}, coverage {c['coverage']:.4f})")
+    return (f"hand-off threshold {c['threshold']:.4f}: target precision "
+            f"{c['target_precision']}, validation precision {c['precision']:.4f} at coverage "
+            f"{c['coverage']:.4f}"
+            + ("" if c["reached"] else " (target NOT reached: all handed off)"))
+
+
 def tradeoff_table(top_scores: np.ndarray, correct: np.ndarray,
                    targets: Sequence[float] = (0.5, 0.7, 0.8, 0.9, 0.95, 0.99)) -> list[dict]:
     """Coverage and precision at the threshold calibrated for each target precision, plus

@@ -24,8 +24,8 @@ from tasks.qa.answer_bank import (AnswerBank, AnswerBankModule, embed_texts, exa
                                   read_answer_bank)
 from tasks.qa.data import Examples, QAConfig
 from tasks.qa.model import BankProjector, DualEncoder, KerasTextEncoder
-from tasks.qa.ranking import (calibrate_threshold, format_ranking, format_tradeoff,
-                              out_of_scope_metrics, precision_coverage, ranking_metrics,
+from tasks.qa.ranking import (calibrate_handoff, describe_calibration, format_ranking,
+                              format_tradeoff, out_of_scope_metrics, precision_coverage, ranking_metrics,
                               tradeoff_table)
 from tfapp.core.backbone import backbone_inputs, pooled_output
 from tfapp.core.data import read_rows, text_dataset, texts_only_dataset
@@ -58,6 +58,10 @@ class QATask(Task):
             (p.embedding_dim >= 1, "qa.embedding_dim must be >= 1"),
             (p.top_k >= 1, "qa.top_k must be >= 1"),
             (0 < p.target_precision <= 1, "qa.target_precision must be in (0, 1]"),
+            (p.threshold_objective in ("auto", "precision", "balanced"),
+             "qa.threshold_objective must be auto, precision or balanced"),
+            (p.threshold_objective != "balanced" or p.out_of_scope_label is not None,
+             "qa.threshold_objective=balanced needs qa.out_of_scope_label"),
             (bool(p.recall_ks) and all(k >= 1 for k in p.recall_ks),
              "qa.recall_ks must be positive integers"),
         ]
@@ -159,10 +163,18 @@ class QATask(Task):
             raise ConfigError(f"qa.out_of_scope_label '{oos}' is not one of the {known}'s "
                               f"answer ids")
         examples = {s: self._examples(files[s], rows, index, known) for s, rows in raw.items()}
-        return self.complete_splits(
+        splits = self.complete_splits(
             examples, files, stratify=lambda ex: ex.answers,
             empty=lambda: Examples([], np.zeros(0, np.int32), [], "none"),
             why_validation=" (the hand-off threshold is calibrated on it)")
+        if self.params.threshold_objective == "balanced":
+            # Checked before training, not when calibrating after it.
+            validation = splits["validation"]
+            out_of_scope = validation.answers == index[oos]
+            if not out_of_scope.any() or out_of_scope.all():
+                raise DataError(validation.source, f"qa.threshold_objective=balanced needs "
+                                f"both in-scope and '{oos}' questions in validation")
+        return splits
 
     def _ensure_bank(self) -> None:
         if self.bank is None:  # a restored run: rebuild the bank from its saved config
@@ -320,8 +332,11 @@ class QATask(Task):
 
     def calibrate(self, model, validation: Examples, packer) -> dict:
         scores = self.bank_scores(model, validation.questions, packer)
-        correct = scores.argmax(axis=1) == validation.answers
-        result = calibrate_threshold(scores.max(axis=1), correct, self.params.target_precision)
+        p = self.params
+        oos = (self.bank.index()[p.out_of_scope_label]
+               if p.out_of_scope_label is not None and p.threshold_objective != "precision"
+               else None)
+        result = calibrate_handoff(scores, validation.answers, oos, p.target_precision)
         return {**result, "calibrated_on": validation.source}
 
     def set_calibration(self, calibration: dict) -> None:
@@ -381,11 +396,7 @@ class QATask(Task):
                                          f"{p.temperature})" if self.retrieval else ""),
                  f"- answer bank: {len(self.bank)} answers from {self.bank.source}"]
         if self.calibration:
-            c = self.calibration
-            lines.append(f"- hand-off threshold {c['threshold']:.4f}: target precision "
-                         f"{c['target_precision']}, validation precision {c['precision']:.4f}"
-                         f" at coverage {c['coverage']:.4f}"
-                         + ("" if c["reached"] else " (target NOT reached: all handed off)"))
+            lines.append("- " + describe_calibration(self.calibration))
         for split in SPLITS:
             ex = splits[split]
             lines.append(f"- {split}: {len(ex)} questions from {ex.source}, "
