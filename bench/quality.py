@@ -14,7 +14,8 @@ Data sets (from ../shared/data, see its README; never copied into the repository
             scored on test.csv (in-scope accuracy, out-of-scope recall, in-scope coverage)
   clinc150_retrieval  the in-scope questions in retrieval mode (dual encoder) against a
             bank of the 150 intent names: recall@1 and MRR (the reference ranks the same
-            intents by its classifier's logits)
+            intents by its classifier's logits: the intent-mode reference of the same seed
+            when clinc150 ran first, its seconds repeated)
 
 Suites: `quick` (reference and default recipes on samples of every data set, ~15 minutes
 for 3 seeds on 2 CPU cores); `levers` (the same samples, every lever); `full` trains on
@@ -38,7 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.machine import label
+from bench.quality_report import markdown
 from bench.results_file import section, write_json, write_text
 
 REPO = Path(__file__).resolve().parents[1]
@@ -68,20 +69,20 @@ class Suite:
     test_rows: int | None  # sampled evaluation rows (None: all)
     epochs: int | None  # None: each recipe's own
     recipes: tuple
+    validation_rows: int | None = None  # sampled CLINC150 validation rows (None: all)
+    clinc_oos_train: int | None = None  # sampled out-of-scope training questions (None: all)
 
 
 LEVERS = ("layer_decay", "label_smoothing", "head_first", "head_lr", "class_weights", "ema")
 SUITES = {
     "smoke": Suite("tiny", 60, 2, 60, 1, ("reference", "default", "layer_decay")),
-    # Small samples so reference + default over 3 seeds and 3 data sets fit ~15 minutes.
-    "quick": Suite("default", 600, 4, 1200, None, ("reference", "default")),
+    # Small samples (few-shot CLINC150: 2 questions per intent) so reference + default over
+    # 3 seeds and 3 data sets fit ~15 minutes on 2 cores; `full` gives the real numbers.
+    "quick": Suite("default", 300, 2, 750, None, ("reference", "default"), 450, 50),
     # The quick samples with every lever: what each does to the default, like for like.
-    "levers": Suite("default", 600, 4, 1200, None, ("reference", "default") + LEVERS),
+    "levers": Suite("default", 300, 2, 750, None, ("reference", "default") + LEVERS, 450, 50),
     "full": Suite("default", None, None, None, None, ("reference", "default") + LEVERS),
 }
-# The metric each data set's recipes are ranked by.
-PRIMARY = {"tfns": "macro_f1", "clinc150": "in_scope_accuracy", "clinc150_retrieval": "mrr"}
-
 
 def read_csv(path: Path) -> list[dict]:
     with open(path, encoding="utf-8", newline="") as f:
@@ -124,11 +125,15 @@ def prepare(data: Path, suite: Suite, work: Path) -> dict:
                            suite.tfns_train)
     tfns_test = sample_by(read_csv(data / "tfns" / "validation.csv"), "label", None,
                           suite.test_rows)
-    # All 100 out-of-scope training questions stay: the hand-off is learnt from them.
+    # More out-of-scope training questions than per intent: the hand-off is learnt from them.
     clinc_train = sample_by(read_csv(data / "clinc150" / "train.csv"), "intent",
                             suite.clinc_per_intent, None, keep_all=("oos",))
+    if suite.clinc_oos_train is not None:
+        oos = [r for r in clinc_train if r["intent"] == "oos"]
+        dropped = {id(r) for r in oos[suite.clinc_oos_train:]}
+        clinc_train = [r for r in clinc_train if id(r) not in dropped]
     clinc_val = sample_by(read_csv(data / "clinc150" / "validation.csv"), "intent", None,
-                          suite.test_rows)
+                          suite.validation_rows)
     clinc_test = sample_by(read_csv(data / "clinc150" / "test.csv"), "intent", None,
                            suite.test_rows)
     # Retrieval mode ranks the 150 intents' names (e.g. "credit limit change") for each
@@ -180,6 +185,7 @@ def headline(dataset: str, test: dict) -> dict:
         return {"recall@1": test["ranking"]["recall@1"], "mrr": test["ranking"]["mrr"]}
     o = test["out_of_scope"]
     return {"in_scope_accuracy": o["in_scope_accuracy"],
+            "in_scope_accuracy_answered": o["in_scope_accuracy_answered"],
             "out_of_scope_recall": o["out_of_scope_recall"],
             "in_scope_coverage": o["in_scope_coverage"]}
 
@@ -211,7 +217,11 @@ def train_cli(args: list[str], sets: list[str], run_dir: Path, what: str) -> tup
     return metrics, round(time.perf_counter() - start, 1)
 
 
-def run_reference(dataset: str, files: dict, seed: int, suite: Suite) -> dict:
+def run_reference(dataset: str, files: dict, seed: int, suite: Suite,
+                  trained: dict | None = None) -> dict:
+    """The reference recipe on one data set and seed. `trained` carries the intent-mode
+    classifier of the same seed (CLINC150 with its out-of-scope class): retrieval mode then
+    ranks its in-scope intents by that classifier's logits instead of training again."""
     from bench.quality_reference import EPOCHS, fine_tune
     from tfapp.core.metrics import classification_report
 
@@ -219,11 +229,18 @@ def run_reference(dataset: str, files: dict, seed: int, suite: Suite) -> dict:
     train, test = read_csv(files["train"]), read_csv(files["test"])
     labels = sorted({r[label_key] for r in train})
     index = {label: i for i, label in enumerate(labels)}
-    y_train = np.array([index[r[label_key]] for r in train])
     y_test = np.array([index[r[label_key]] for r in test])
-    logits, seconds = fine_tune(suite.backbone, [r["text"] for r in train], y_train,
-                                [r["text"] for r in test], len(labels), seed,
-                                epochs=suite.epochs or EPOCHS)
+    if dataset == "clinc150_retrieval" and trained is not None:
+        # Same test questions (the in-scope ones), same intents, minus the oos column.
+        rows = {(r["text"], r["intent"]): i for i, r in enumerate(trained["test"])}
+        columns = [trained["labels"].index(label) for label in labels]
+        logits = trained["logits"][[rows[(r["text"], r["intent"])] for r in test]][:, columns]
+        seconds = trained["seconds"]
+    else:
+        y_train = np.array([index[r[label_key]] for r in train])
+        logits, seconds = fine_tune(suite.backbone, [r["text"] for r in train], y_train,
+                                    [r["text"] for r in test], len(labels), seed,
+                                    epochs=suite.epochs or EPOCHS)
     predicted = logits.argmax(axis=1)
     out = {"seconds": round(seconds, 1), "epochs_run": suite.epochs or EPOCHS}
     if dataset == "clinc150_retrieval":
@@ -232,13 +249,17 @@ def run_reference(dataset: str, files: dict, seed: int, suite: Suite) -> dict:
 
         ranking = ranking_metrics(logits, y_test, (1,))
         return {"recall@1": ranking["recall@1"], "mrr": ranking["mrr"], **out}
+    if trained is not None:  # kept for retrieval mode
+        trained.update(logits=logits, labels=labels, test=test, seconds=seconds)
     if dataset == "tfns":
         report = classification_report(y_test, predicted, labels)
         return {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"], **out}
     oos = index["oos"]
     in_scope = y_test != oos
     # The plain model has no threshold: out of scope only when it predicts the oos class.
-    return {"in_scope_accuracy": float((predicted == y_test)[in_scope].mean()),
+    right = (predicted == y_test)[in_scope]
+    return {"in_scope_accuracy": float(right.mean()),
+            "in_scope_accuracy_answered": float(right.mean()),  # it answers all it gets right
             "out_of_scope_recall": float((predicted == oos)[~in_scope].mean()),
             "in_scope_coverage": float((predicted != oos)[in_scope].mean()), **out}
 
@@ -251,79 +272,6 @@ def summarise(runs: list[dict]) -> dict:
         out[k] = {"mean": statistics.fmean(values),
                   "std": statistics.stdev(values) if len(values) > 1 else 0.0}
     return out
-
-
-METRICS = {"tfns": ["accuracy", "macro_f1"],
-           "clinc150": ["in_scope_accuracy", "out_of_scope_recall", "in_scope_coverage"],
-           "clinc150_retrieval": ["recall@1", "mrr"]}
-
-
-def best_line(dataset: str, summary: dict) -> str:
-    """Which measured recipe is best on the data set's primary metric, and by how much it
-    beats the reference."""
-    metric = PRIMARY[dataset]
-    means = {recipe: s[metric]["mean"] for recipe, s in summary.items()}
-    best = max(means, key=means.get)
-    line = f"Best recipe found: **{best}** ({metric} {means[best]:.4f}"
-    if "reference" in means and best != "reference":
-        line += f", {100 * (means[best] - means['reference']):+.1f} points over the reference"
-    return line + ")."
-
-
-def lever_effects(result: dict) -> list[str]:
-    """Each lever's effect on each data set's primary metric (its mean minus the default's,
-    in points), and whether it helped on every data set measured."""
-    datasets = [d for d, b in result["datasets"].items() if "default" in b["summary"]]
-    levers = [r for r in result["recipes"] if r not in ("reference", "default")]
-    if not datasets or not levers:
-        return []
-    lines = ["## Lever effects (mean minus the default's, points of each primary metric)", "",
-             "| lever | " + " | ".join(f"{d} {PRIMARY[d]}" for d in datasets)
-             + " | helped on all |", "|---" * (len(datasets) + 2) + "|"]
-    for lever in levers:
-        deltas = []
-        for d in datasets:
-            summary = result["datasets"][d]["summary"]
-            if lever in summary:
-                deltas.append(100 * (summary[lever][PRIMARY[d]]["mean"]
-                                     - summary["default"][PRIMARY[d]]["mean"]))
-            else:
-                deltas.append(None)
-        measured = [x for x in deltas if x is not None]
-        cells = ["n/a" if x is None else f"{x:+.2f}" for x in deltas]
-        lines.append(f"| {lever} | " + " | ".join(cells)
-                     + f" | {'yes' if measured and min(measured) > 0 else 'no'} |")
-    return lines + [""]
-
-
-def markdown(result: dict) -> str:
-    lines = [f"# Model quality on real text ({result['suite']} suite)", "",
-             f"Generated by `{result['command']}` on {result['date']} "
-             f"({label(result['machine'])}); raw results "
-             f"in `quality.json` beside this file. Mean ± standard deviation over seeds "
-             f"{', '.join(map(str, result['seeds']))}; seconds = wall time of one training "
-             f"run (tfapp: the whole `tfapp.train` command, evaluation included). Whole suite: "
-             f"{result['wall_seconds'] / 60:.1f} minutes.", ""]
-    for dataset, block in result["datasets"].items():
-        sizes = ", ".join(f"{k} {v}" for k, v in block["sizes"].items())
-        lines += [f"## {dataset} ({sizes})", "",
-                  "| recipe | " + " | ".join(METRICS[dataset]) + " | seconds | epochs |",
-                  "|---" * (len(METRICS[dataset]) + 3) + "|"]
-        for recipe, summary in block["summary"].items():
-            cells = [f"{summary[m]['mean']:.4f} ± {summary[m]['std']:.4f}"
-                     for m in METRICS[dataset]]
-            lines.append(f"| {recipe} | " + " | ".join(cells) +
-                         f" | {summary['seconds']['mean']:.0f} | "
-                         f"{summary['epochs_run']['mean']:.1f} |")
-        lines += ["", best_line(dataset, block["summary"]), ""]
-    lines += lever_effects(result)
-    lines += ["Recipes: `reference` = plain keras-hub fine-tune (mean pooling, dense head, "
-              "AdamW 5e-5 linear decay, 3 epochs, length 64, float32); `default` = "
-              "`python -m tfapp.train` with the shipped config; the others = the default "
-              "plus one lever:", ""]
-    lines += [f"- `{name}`: {', '.join(sets) or 'nothing'}" for name, sets in RECIPES.items()
-              if name in result["recipes"]]
-    return "\n".join(lines) + "\n"
 
 
 def machine() -> dict:
@@ -359,10 +307,12 @@ def main(argv=None) -> None:
     files = prepare(data, suite, work / "data")
     seeds = list(range(1, args.seeds + 1))
     result = {"suite": args.suite, "seeds": seeds, "recipes": recipes,
+              "overrides": {r: RECIPES[r] for r in recipes if r != "reference"},
               "command": "python -m bench.quality " + " ".join(argv or sys.argv[1:]),
               "date": dt.datetime.now().isoformat(timespec="seconds"), "machine": machine(),
               "datasets": {}}
     started = time.perf_counter()
+    intent_reference = {}  # seed -> CLINC150's reference classifier, reused by retrieval
     for dataset in args.datasets.split(","):
         if dataset.startswith("clinc150") and "class_weights" in recipes:
             names = [r for r in recipes if r != "class_weights"]
@@ -372,7 +322,9 @@ def main(argv=None) -> None:
         for recipe in names:
             runs = []
             for seed in seeds:
-                run = (run_reference(dataset, files[dataset], seed, suite)
+                run = (run_reference(dataset, files[dataset], seed, suite,
+                                     intent_reference.setdefault(seed, {})
+                                     if dataset == "clinc150" else intent_reference.get(seed))
                        if recipe == "reference"
                        else run_tfapp(dataset, files[dataset], recipe, seed, suite, work))
                 print(f"[quality] {dataset} {recipe} seed {seed}: "
