@@ -12,6 +12,8 @@ Data sets (from ../shared/data, see its README; never copied into the repository
   clinc150  150 intents + out-of-scope ('oos'), intent mode with qa.out_of_scope_label:
             trained on (a per-intent sample of) train.csv, calibrated on validation.csv,
             scored on test.csv (in-scope accuracy, out-of-scope recall, in-scope coverage)
+  tfns_4k   speed: the default recipe on a 4,000-sentence sample of TFNS train, seconds
+            to its best validation epoch (full suite, or --datasets tfns_4k)
   clinc150_retrieval  the in-scope questions in retrieval mode (dual encoder) against a
             bank of the 150 intent names: recall@1 and MRR (the reference ranks the same
             intents by its classifier's logits: the intent-mode reference of the same seed
@@ -48,6 +50,8 @@ RECOMMEND_BEGIN, RECOMMEND_END = "<!-- recommend:begin -->", "<!-- recommend:end
 RECOMMEND_HEADING = "## Recommendation on a real interaction log (MovieLens)"
 DEFAULT_DATA = REPO.parent / "shared" / "data"
 
+DATASETS = ("tfns", "clinc150", "clinc150_retrieval", "tfns_4k")
+SPEED_ROWS = 4000  # tfns_4k: training rows of the speed check
 # Each tfapp recipe is the default config plus these overrides.
 RECIPES = {
     "default": [],
@@ -69,6 +73,7 @@ class Suite:
     test_rows: int | None  # sampled evaluation rows (None: all)
     epochs: int | None  # None: each recipe's own
     recipes: tuple
+    datasets: tuple = ("tfns", "clinc150", "clinc150_retrieval")
     validation_rows: int | None = None  # sampled CLINC150 validation rows (None: all)
     clinc_oos_train: int | None = None  # sampled out-of-scope training questions (None: all)
 
@@ -81,7 +86,8 @@ SUITES = {
     "quick": Suite("default", 300, 2, 750, None, ("reference", "default"), 450, 50),
     # The quick samples with every lever: what each does to the default, like for like.
     "levers": Suite("default", 300, 2, 750, None, ("reference", "default") + LEVERS, 450, 50),
-    "full": Suite("default", None, None, None, None, ("reference", "default") + LEVERS),
+    "full": Suite("default", None, None, None, None, ("reference", "default") + LEVERS,
+                  datasets=DATASETS),
 }
 
 def read_csv(path: Path) -> list[dict]:
@@ -123,6 +129,8 @@ def prepare(data: Path, suite: Suite, work: Path) -> dict:
     """Writes each data set's sampled files under `work`; returns their paths and sizes."""
     tfns_train = sample_by(read_csv(data / "tfns" / "train.csv"), "label", None,
                            suite.tfns_train)
+    tfns_4k = sample_by(read_csv(data / "tfns" / "train.csv"), "label", None,
+                        min(SPEED_ROWS, suite.tfns_train or SPEED_ROWS))
     tfns_test = sample_by(read_csv(data / "tfns" / "validation.csv"), "label", None,
                           suite.test_rows)
     # More out-of-scope training questions than per intent: the hand-off is learnt from them.
@@ -150,6 +158,10 @@ def prepare(data: Path, suite: Suite, work: Path) -> dict:
             "sizes": {"train": len(in_scope(clinc_train)),
                       "validation": len(in_scope(clinc_val)),
                       "test": len(in_scope(clinc_test)), "bank": len(answers)}},
+        # Speed on a ~4,000-sentence set: the default recipe's time to its best epoch.
+        "tfns_4k": {"train": write_csv(work / "tfns_4k_train.csv", tfns_4k),
+                    "test": write_csv(work / "tfns_test.csv", tfns_test),
+                    "sizes": {"train": len(tfns_4k), "test": len(tfns_test)}},
         "tfns": {"train": write_csv(work / "tfns_train.csv", tfns_train),
                  "test": write_csv(work / "tfns_test.csv", tfns_test),
                  "sizes": {"train": len(tfns_train), "test": len(tfns_test)}},
@@ -163,7 +175,7 @@ def prepare(data: Path, suite: Suite, work: Path) -> dict:
 
 def tfapp_overrides(dataset: str, files: dict) -> tuple[str, list[str]]:
     """(task, --set overrides) that point tfapp at a data set's files."""
-    if dataset == "tfns":
+    if dataset in ("tfns", "tfns_4k"):
         return "sentiment", [f"data.train_file={files['train']}",
                              f"data.test_file={files['test']}", "data.split=[0.9,0.1,0.0]",
                              "sentiment.topic_column=null"]
@@ -178,7 +190,7 @@ def tfapp_overrides(dataset: str, files: dict) -> tuple[str, list[str]]:
 
 
 def headline(dataset: str, test: dict) -> dict:
-    if dataset == "tfns":
+    if dataset in ("tfns", "tfns_4k"):
         report = test["sentiment"]
         return {"accuracy": report["accuracy"], "macro_f1": report["macro_f1"]}
     if dataset == "clinc150_retrieval":
@@ -199,8 +211,22 @@ def run_tfapp(dataset: str, files: dict, recipe: str, seed: int, suite: Suite,
     run_dir = work / "runs" / dataset / recipe / f"seed{seed}"
     metrics, seconds = train_cli(["--task", task, "--backbone", suite.backbone], sets,
                                  run_dir, f"{dataset}/{recipe}/seed {seed}")
-    epochs = len(next(iter(metrics["history"].values())))
-    return {**headline(dataset, metrics["test"]), "seconds": seconds, "epochs_run": epochs}
+    history = metrics["history"]
+    epochs = len(next(iter(history.values())))
+    out = {**headline(dataset, metrics["test"]), "seconds": seconds, "epochs_run": epochs}
+    if dataset == "tfns_4k":
+        out.update(seconds_to_best_epoch(history, metrics["train_examples"]))
+    return out
+
+
+def seconds_to_best_epoch(history: dict, train_examples: int) -> dict:
+    """The best validation epoch (macro-F1, the sentiment task's early-stopping metric;
+    the first on ties, as EarlyStopping keeps it) and the training seconds up to its end,
+    validation included (each epoch's examples / its examples per second)."""
+    scores = history["val_macro_f1"]
+    best = max(range(len(scores)), key=lambda i: (scores[i], -i))
+    epoch_seconds = [train_examples / rate for rate in history["examples_per_second"]]
+    return {"best_epoch": best + 1, "seconds_to_best": round(sum(epoch_seconds[:best + 1]), 1)}
 
 
 def train_cli(args: list[str], sets: list[str], run_dir: Path, what: str) -> tuple[dict, float]:
@@ -288,13 +314,19 @@ def main(argv=None) -> None:
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="folder with tfns/ and "
                         "clinc150/ (default: ../shared/data)")
     parser.add_argument("--recipes", help="comma-separated subset of the suite's recipes")
-    parser.add_argument("--datasets", default="tfns,clinc150,clinc150_retrieval")
+    parser.add_argument("--datasets", help="comma-separated subset of tfns, clinc150, "
+                        "clinc150_retrieval, tfns_4k (default: the suite's)")
     parser.add_argument("--out", default=str(REPO / "bench"),
                         help="where QUALITY.md and quality.json go (default: bench/)")
     parser.add_argument("--work", default=str(REPO / "bench" / "results" / "quality"),
                         help="sampled data and run directories")
     args = parser.parse_args(argv)
     suite = SUITES[args.suite]
+    datasets = args.datasets.split(",") if args.datasets else list(suite.datasets)
+    unknown_sets = [d for d in datasets if d not in DATASETS]
+    if unknown_sets:
+        raise SystemExit(f"error: unknown data set '{unknown_sets[0]}' (known: "
+                         f"{', '.join(DATASETS)})")
     recipes = args.recipes.split(",") if args.recipes else list(suite.recipes)
     unknown = [r for r in recipes if r != "reference" and r not in RECIPES]
     if unknown or args.seeds < 1:
@@ -313,8 +345,10 @@ def main(argv=None) -> None:
               "datasets": {}}
     started = time.perf_counter()
     intent_reference = {}  # seed -> CLINC150's reference classifier, reused by retrieval
-    for dataset in args.datasets.split(","):
-        if dataset.startswith("clinc150") and "class_weights" in recipes:
+    for dataset in datasets:
+        if dataset == "tfns_4k":  # a speed check of the default recipe only
+            names = ["default"]
+        elif dataset.startswith("clinc150") and "class_weights" in recipes:
             names = [r for r in recipes if r != "class_weights"]
         else:
             names = recipes

@@ -5,8 +5,9 @@ from __future__ import annotations
 from bench.machine import label
 
 # The metric each data set's recipes are ranked by.
-PRIMARY = {"tfns": "macro_f1", "clinc150": "in_scope_accuracy", "clinc150_retrieval": "mrr"}
+PRIMARY = {"tfns": "macro_f1", "tfns_4k": "macro_f1", "clinc150": "in_scope_accuracy", "clinc150_retrieval": "mrr"}
 METRICS = {"tfns": ["accuracy", "macro_f1"],
+           "tfns_4k": ["macro_f1", "best_epoch", "seconds_to_best"],
            "clinc150": ["in_scope_accuracy", "in_scope_accuracy_answered", "out_of_scope_recall",
                         "in_scope_coverage"],
            "clinc150_retrieval": ["recall@1", "mrr"]}
@@ -31,7 +32,8 @@ def best_line(dataset: str, summary: dict) -> str:
 def lever_effects(result: dict) -> list[str]:
     """Each lever's effect on each data set's primary metric (its mean minus the default's,
     in points), and whether it helped on every data set measured."""
-    datasets = [d for d, b in result["datasets"].items() if "default" in b["summary"]]
+    datasets = [d for d, b in result["datasets"].items()
+                if "default" in b["summary"] and len(b["summary"]) > 1]
     levers = [r for r in result["recipes"] if r not in ("reference", "default")]
     if not datasets or not levers:
         return []
@@ -68,12 +70,14 @@ def markdown(result: dict) -> str:
                   "| recipe | " + " | ".join(METRICS[dataset]) + " | seconds | epochs |",
                   "|---" * (len(METRICS[dataset]) + 3) + "|"]
         for recipe, summary in block["summary"].items():
-            cells = [f"{summary[m]['mean']:.4f} ± {summary[m]['std']:.4f}"
+            digits = lambda m: 1 if m in ("best_epoch", "seconds_to_best") else 4  # noqa: E731
+            cells = [f"{summary[m]['mean']:.{digits(m)}f} ± {summary[m]['std']:.{digits(m)}f}"
                      for m in METRICS[dataset]]
             lines.append(f"| {recipe} | " + " | ".join(cells) +
                          f" | {summary['seconds']['mean']:.0f} | "
                          f"{summary['epochs_run']['mean']:.1f} |")
-        lines += ["", best_line(dataset, block["summary"]), ""]
+        lines += ["", best_line(dataset, block["summary"]), ""] if len(block["summary"]) > 1 \
+            else [""]
     lines += lever_effects(result)
     if "clinc150" in result["datasets"]:
         lines += ["CLINC150 intent mode: `in_scope_accuracy` = the argmax is the right intent "

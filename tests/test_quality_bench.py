@@ -91,3 +91,12 @@ def test_recommend_bench_writes_model_and_baselines_from_the_run(tmp_path):
     assert table.startswith("## Recommendation on a real interaction log (MovieLens)")
     for system in ("| model |", "| popularity |", "| zero_shot_text |", "ndcg@10 vs popularity"):
         assert system in table
+
+
+def test_unknown_dataset_is_a_one_line_error(tmp_path):
+    fake_data(tmp_path / "data")
+    result = run_cli("bench.quality", "--suite", "smoke", "--datasets", "tfns,imdb",
+                     "--data", tmp_path / "data", "--out", tmp_path)
+    assert result.returncode != 0
+    assert "unknown data set 'imdb'" in result.stderr.strip().splitlines()[-1]
+    assert not (tmp_path / "QUALITY.md").exists()

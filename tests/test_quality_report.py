@@ -52,3 +52,11 @@ def test_markdown_has_a_table_per_data_set_and_the_suite_time():
     assert "Whole suite: 15.0 minutes." in text
     assert "- `head_lr`: train.head_lr_multiplier=20" in text
     assert "CLINC150 intent mode" not in text  # no intent-mode table in this result
+
+
+def test_seconds_to_best_epoch_sums_the_epochs_up_to_the_first_best():
+    from bench.quality import seconds_to_best_epoch
+
+    history = {"val_macro_f1": [0.5, 0.7, 0.7, 0.6], "examples_per_second": [10, 20, 20, 40]}
+    # 400 examples an epoch: 40 s + 20 s up to epoch 2 (the first of the tied best).
+    assert seconds_to_best_epoch(history, 400) == {"best_epoch": 2, "seconds_to_best": 60.0}

@@ -31,7 +31,7 @@ def test_search_writes_trials_and_a_best_config_that_train_accepts(tmp_path):
     assert "judged on validation val_macro_f1 (max)" in stdout
     # Keys fixed with --set are not searched.
     assert set(trials[0]["values"]) == {"train.learning_rate", "train.layer_decay",
-                                        "train.warmup_ratio", "train.global_batch_size",
+                                        "train.head_lr_multiplier", "train.warmup_ratio", "train.global_batch_size",
                                         "backbone.dropout"}
     best = max(trials, key=lambda t: t["objective"])
     for t in trials:
