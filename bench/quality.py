@@ -19,8 +19,9 @@ Data sets (from ../shared/data, see its README; never copied into the repository
             intents by its classifier's logits: the intent-mode reference of the same seed
             when clinc150 ran first, its seconds repeated)
 
-Suites: `quick` (reference and default recipes on samples of every data set, ~15 minutes
-for 3 seeds on 2 CPU cores); `levers` (the same samples, every lever); `full` trains on
+Suites: `quick` (reference and default recipes on small samples: 240 TFNS sentences;
+CLINC150 restricted to 50 of its intents, 6 questions each plus 30 out-of-scope; ~15
+minutes for 3 seeds on 2 CPU cores); `levers` (the same samples, every lever); `full` trains on
 everything; `smoke` (tiny backbone, a few rows) only proves
 the harness runs.
 """
@@ -75,17 +76,21 @@ class Suite:
     recipes: tuple
     datasets: tuple = ("tfns", "clinc150", "clinc150_retrieval")
     validation_rows: int | None = None  # sampled CLINC150 validation rows (None: all)
+    clinc_intents: int | None = None  # a seeded subset of CLINC150's intents (None: all 150)
     clinc_oos_train: int | None = None  # sampled out-of-scope training questions (None: all)
 
 
 LEVERS = ("layer_decay", "label_smoothing", "head_first", "head_lr", "class_weights", "ema")
 SUITES = {
     "smoke": Suite("tiny", 60, 2, 60, 1, ("reference", "default", "layer_decay")),
-    # Small samples (few-shot CLINC150: 2 questions per intent) so reference + default over
-    # 3 seeds and 3 data sets fit ~15 minutes on 2 cores; `full` gives the real numbers.
-    "quick": Suite("default", 300, 2, 750, None, ("reference", "default"), 450, 50),
+    # Small samples (CLINC150: 50 of its intents, 6 questions each, plus 30 out-of-scope)
+    # so reference + default over 3 seeds and 3 data sets fit ~15 minutes on 2 cores;
+    # `full` gives the real numbers.
+    "quick": Suite("default", 240, 6, 500, None, ("reference", "default"),
+                   validation_rows=300, clinc_oos_train=30, clinc_intents=50),
     # The quick samples with every lever: what each does to the default, like for like.
-    "levers": Suite("default", 300, 2, 750, None, ("reference", "default") + LEVERS, 450, 50),
+    "levers": Suite("default", 240, 6, 500, None, ("reference", "default") + LEVERS,
+                    validation_rows=300, clinc_oos_train=30, clinc_intents=50),
     "full": Suite("default", None, None, None, None, ("reference", "default") + LEVERS,
                   datasets=DATASETS),
 }
@@ -129,21 +134,27 @@ def prepare(data: Path, suite: Suite, work: Path) -> dict:
     """Writes each data set's sampled files under `work`; returns their paths and sizes."""
     tfns_train = sample_by(read_csv(data / "tfns" / "train.csv"), "label", None,
                            suite.tfns_train)
-    tfns_4k = sample_by(read_csv(data / "tfns" / "train.csv"), "label", None,
-                        min(SPEED_ROWS, suite.tfns_train or SPEED_ROWS))
+    tfns_4k = sample_by(read_csv(data / "tfns" / "train.csv"), "label", None, SPEED_ROWS)
     tfns_test = sample_by(read_csv(data / "tfns" / "validation.csv"), "label", None,
                           suite.test_rows)
+    clinc = {split: read_csv(data / "clinc150" / f"{split}.csv")
+             for split in ("train", "validation", "test")}
+    if suite.clinc_intents is not None:
+        # A seeded subset of the intents (plus oos) in every split: enough questions per
+        # intent to learn from in a quick run, instead of 150 intents seen twice each.
+        names = sorted({r["intent"] for r in clinc["train"]} - {"oos"})
+        kept = set(random.Random(0).sample(names, min(suite.clinc_intents, len(names))))
+        clinc = {split: [r for r in rows if r["intent"] in kept or r["intent"] == "oos"]
+                 for split, rows in clinc.items()}
     # More out-of-scope training questions than per intent: the hand-off is learnt from them.
-    clinc_train = sample_by(read_csv(data / "clinc150" / "train.csv"), "intent",
-                            suite.clinc_per_intent, None, keep_all=("oos",))
+    clinc_train = sample_by(clinc["train"], "intent", suite.clinc_per_intent, None,
+                            keep_all=("oos",))
     if suite.clinc_oos_train is not None:
         oos = [r for r in clinc_train if r["intent"] == "oos"]
         dropped = {id(r) for r in oos[suite.clinc_oos_train:]}
         clinc_train = [r for r in clinc_train if id(r) not in dropped]
-    clinc_val = sample_by(read_csv(data / "clinc150" / "validation.csv"), "intent", None,
-                          suite.validation_rows)
-    clinc_test = sample_by(read_csv(data / "clinc150" / "test.csv"), "intent", None,
-                           suite.test_rows)
+    clinc_val = sample_by(clinc["validation"], "intent", None, suite.validation_rows)
+    clinc_test = sample_by(clinc["test"], "intent", None, suite.test_rows)
     # Retrieval mode ranks the 150 intents' names (e.g. "credit limit change") for each
     # in-scope question: recall@1 and MRR over that bank.
     in_scope = lambda rows: [r for r in rows if r["intent"] != "oos"]  # noqa: E731
