@@ -58,7 +58,7 @@ RECIPES = {
     "default": [],
     "layer_decay": ["train.layer_decay=0.8"],
     "label_smoothing": ["train.label_smoothing=0.1"],
-    "head_first": ["train.frozen_backbone_steps=20"],
+    "head_first": ["train.frozen_backbone_steps=10"],
     "head_lr": ["train.head_lr_multiplier=20"],
     "class_weights": ["sentiment.class_weights=balanced"],  # sentiment only
     # ~50-step averaging horizon: a quick-suite run has ~150 steps in all.
