@@ -31,6 +31,7 @@ def _one_step_changes(tmp_path, **train):
     steps = train.pop("steps", 1)
     cfg = tiny_config(tmp_path, **{"train.warmup_ratio": 0.0, "train.weight_decay": 0.0,
                                    "train.precision": "float32", "train.clip_norm": 0.0,
+                                   "train.head_lr_multiplier": 1.0,
                                    "sentiment.topic_column": None,
                                    **{f"train.{k}": v for k, v in train.items()}})
     task = get_task("sentiment")(cfg)
