@@ -25,8 +25,8 @@ from tasks.qa.answer_bank import (AnswerBank, AnswerBankModule, embed_texts, exa
 from tasks.qa.data import Examples, QAConfig
 from tasks.qa.model import BankProjector, DualEncoder, KerasTextEncoder
 from tasks.qa.ranking import (calibrate_handoff, describe_calibration, format_ranking,
-                              format_tradeoff, out_of_scope_metrics, precision_coverage, ranking_metrics,
-                              tradeoff_table)
+                              format_tradeoff, out_of_scope_metrics, precision_coverage,
+                              ranking_metrics, tradeoff_table)
 from tfapp.core.backbone import backbone_inputs, pooled_output
 from tfapp.core.data import read_rows, text_dataset, texts_only_dataset
 from tfapp.core.errors import ConfigError, DataError
