@@ -1,4 +1,5 @@
-"""python -m bench.quality [--suite quick|levers|full] [--seeds N] [--data DIR] [--recipes A,B,...]
+"""python -m bench.quality [--suite quick|levers|full] [--seeds N] [--data DIR]
+                         [--recipes A,B,...] [--datasets A,B,...]
 
 Model quality on real text, like for like: for each data set the reference recipe (a plain
 keras-hub fine-tune, bench/quality_reference.py), tfapp's default recipe and recipes with
@@ -20,10 +21,9 @@ Data sets (from ../shared/data, see its README; never copied into the repository
             when clinc150 ran first, its seconds repeated)
 
 Suites: `quick` (reference and default recipes on small samples: 240 TFNS sentences;
-CLINC150 restricted to 50 of its intents, 6 questions each plus 30 out-of-scope; ~15
-minutes for 3 seeds on 2 CPU cores); `levers` (the same samples, every lever); `full` trains on
-everything; `smoke` (tiny backbone, a few rows) only proves
-the harness runs.
+CLINC150 restricted to 50 of its intents, 6 questions each plus 30 out-of-scope; 21
+minutes for 3 seeds on 2 CPU cores); `levers` (the same samples, every lever); `full`
+trains on everything; `smoke` (tiny backbone, a few rows) only proves the harness runs.
 """
 from __future__ import annotations
 
@@ -85,16 +85,16 @@ LEVERS = ("layer_decay", "label_smoothing", "head_first", "no_head_lr", "class_w
 SUITES = {
     "smoke": Suite("tiny", 60, 2, 60, 1, ("reference", "default", "layer_decay")),
     # Small samples (CLINC150: 50 of its intents, 6 questions each, plus 30 out-of-scope)
-    # so reference + default over 3 seeds and 3 data sets fit ~15 minutes on 2 cores;
+    # so reference + default over 3 seeds and 3 data sets take ~21 minutes on 2 cores;
     # `full` gives the real numbers.
     "quick": Suite("default", 240, 6, 500, None, ("reference", "default"),
                    validation_rows=300, clinc_oos_train=30, clinc_intents=50),
-    # The quick samples with every lever: what each does to the default, like for like.
-    "levers": Suite("default", 240, 6, 500, None, ("reference", "default") + LEVERS,
-                    validation_rows=300, clinc_oos_train=30, clinc_intents=50),
     "full": Suite("default", None, None, None, None, ("reference", "default") + LEVERS,
                   datasets=DATASETS),
 }
+# The quick samples with every lever: what each does to the default, like for like.
+SUITES["levers"] = dataclasses.replace(SUITES["quick"], recipes=("reference", "default") + LEVERS)
+
 
 def read_csv(path: Path) -> list[dict]:
     with open(path, encoding="utf-8", newline="") as f:
@@ -136,8 +136,9 @@ def prepare(data: Path, suite: Suite, work: Path) -> dict:
     tfns_train = sample_by(read_csv(data / "tfns" / "train.csv"), "label", None,
                            suite.tfns_train)
     tfns_4k = sample_by(read_csv(data / "tfns" / "train.csv"), "label", None, SPEED_ROWS)
-    tfns_test = sample_by(read_csv(data / "tfns" / "validation.csv"), "label", None,
-                          suite.test_rows)
+    tfns_test = write_csv(work / "tfns_test.csv", sample_by(
+        read_csv(data / "tfns" / "validation.csv"), "label", None, suite.test_rows))
+    tfns_test_rows = len(read_csv(tfns_test))
     clinc = {split: read_csv(data / "clinc150" / f"{split}.csv")
              for split in ("train", "validation", "test")}
     if suite.clinc_intents is not None:
@@ -172,11 +173,9 @@ def prepare(data: Path, suite: Suite, work: Path) -> dict:
                       "test": len(in_scope(clinc_test)), "bank": len(answers)}},
         # Speed on a ~4,000-sentence set: the default recipe's time to its best epoch.
         "tfns_4k": {"train": write_csv(work / "tfns_4k_train.csv", tfns_4k),
-                    "test": write_csv(work / "tfns_test.csv", tfns_test),
-                    "sizes": {"train": len(tfns_4k), "test": len(tfns_test)}},
+                    "test": tfns_test, "sizes": {"train": len(tfns_4k), "test": tfns_test_rows}},
         "tfns": {"train": write_csv(work / "tfns_train.csv", tfns_train),
-                 "test": write_csv(work / "tfns_test.csv", tfns_test),
-                 "sizes": {"train": len(tfns_train), "test": len(tfns_test)}},
+                 "test": tfns_test, "sizes": {"train": len(tfns_train), "test": tfns_test_rows}},
         "clinc150": {"train": write_csv(work / "clinc_train.csv", clinc_train),
                      "validation": write_csv(work / "clinc_validation.csv", clinc_val),
                      "test": write_csv(work / "clinc_test.csv", clinc_test),
