@@ -41,8 +41,11 @@ class DataConfig:
     # Fractions for the seeded, label-stratified split used for files not given above.
     split: list[float] = dataclasses.field(default_factory=lambda: [0.8, 0.1, 0.1])
     format: str = "auto"  # auto (by extension) | csv | tsv | jsonl
-    # Batches group texts of similar token length to cut padding; these are the bucket edges.
-    bucket_boundaries: list[int] = dataclasses.field(default_factory=lambda: [16, 32, 48, 64, 96])
+    # Batches group texts of similar token length to cut padding; these are the bucket edges
+    # (8 word pieces apart up to 64: short texts such as support questions or headlines
+    # otherwise pad a third of every batch).
+    bucket_boundaries: list[int] = dataclasses.field(
+        default_factory=lambda: [8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112])
     shuffle_buffer: int = 10000
     cache: bool = True
     # Pad to bucket edges (the last edge is max_seq_length) and drop partial training
