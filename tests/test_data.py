@@ -176,3 +176,31 @@ def test_static_shapes_for_tpu(tmp_path):
     plain = {tuple(x["token_ids"].shape)[1]
              for x, *_ in task.dataset(splits["validation"], long_packer, 16, training=False)}
     assert max(plain) < 256  # without static shapes batches pad only to their longest text
+
+
+def test_predictions_come_back_in_the_texts_order_after_length_sorting():
+    import keras
+    import tensorflow as tf
+
+    from tfapp.core.backbone import backbone_inputs
+    from tfapp.core.data import texts_only_dataset, token_lengths
+    from tfapp.core.windows import predict_texts
+
+    packer = TextPacker(load_backbone("tiny").tokenizer, 64)
+    texts = [r["text"] for r in sample_rows()][:40]
+    texts[3] = "stocks " * 30  # the longest, early in the file
+    lengths = token_lengths(packer, texts)
+    assert not np.all(np.diff(lengths) >= 0)  # the file is not already in length order
+    inputs = backbone_inputs()
+    # Per-text outputs that padding cannot change: real-token count and id sum.
+    mask = keras.ops.cast(inputs["padding_mask"], "float32")
+    ids = keras.ops.cast(inputs["token_ids"], "float32")
+    out = keras.layers.Concatenate()([
+        keras.ops.sum(mask, axis=1, keepdims=True), keras.ops.sum(ids * mask, axis=1,
+                                                                    keepdims=True)])
+    model = keras.Model(inputs, {"stats": out})
+    got = predict_texts(model, packer, texts, 8, texts_only_dataset)["stats"]
+    want = np.array([[float(len(ids_)), float(sum(ids_))] for ids_ in
+                     (packer.ragged_ids(tf.constant([t])).to_list()[0] for t in texts)])
+    np.testing.assert_allclose(got, want)
+    np.testing.assert_array_equal(got[:, 0], np.minimum(lengths, 62) + 2)

@@ -14,7 +14,7 @@ import tensorflow as tf
 from tfapp.core.task import SPLITS, Task, register
 from tfapp.core.backbone import backbone_inputs, pooled_output
 from tfapp.core.task_callbacks import ClassificationReport
-from tfapp.core.data import read_rows, text_dataset, texts_only_dataset
+from tfapp.core.data import read_rows, text_dataset, texts_only_dataset, token_lengths
 from tfapp.core.errors import ConfigError, DataError
 from tfapp.core.losses import classification_loss
 from tfapp.core.metrics import classification_report, format_report
@@ -230,12 +230,15 @@ class SentimentTask(Task):
 
     def callbacks(self, run_dir: Path, validation: Examples, packer) -> list:
         batch = self.config.train.global_batch_size
-        inputs = texts_only_dataset(validation.texts, packer, batch).cache()
+        # Shortest first: batches of similar length pad little (the report is order-free).
+        order = np.argsort(token_lengths(packer, validation.texts), kind="stable")
+        texts = [validation.texts[i] for i in order]
+        inputs = texts_only_dataset(texts, packer, batch).cache()
         label_sets = {"sentiment": (validation.labels, self.params.labels)}
         if self.params.topic_column:
             label_sets["topic"] = (validation.topics, self.params.topic_labels)
-        return [ClassificationReport(run_dir / "logs", inputs, validation.texts, y, labels,
-                                     head, self.params.max_misclassified_logged)
+        return [ClassificationReport(run_dir / "logs", inputs, texts, np.asarray(y)[order],
+                                     labels, head, self.params.max_misclassified_logged)
                 for head, (y, labels) in label_sets.items()]
 
     # --- evaluation and serving -------------------------------------------------------

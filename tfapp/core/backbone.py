@@ -19,6 +19,7 @@ from pathlib import Path
 
 import tfapp  # noqa: F401  (sets KERAS_BACKEND before keras is imported)
 import keras
+import numpy as np
 import keras_hub
 import tensorflow as tf
 from keras_hub.src.utils.preset_utils import get_preset_loader
@@ -295,6 +296,15 @@ class TextPacker:
             ids = tf.ragged.constant([list(row) for row in ids], dtype=tf.int32,
                                      ragged_rank=1, inner_shape=())
         return tf.cast(ids, tf.int32)
+
+    def token_lengths(self, texts, batch_size: int = 256) -> np.ndarray:
+        """Untruncated word-piece count of every text."""
+        # One trace for every batch size (the last batch is shorter).
+        fn = tf.function(lambda t: self.word_pieces(t).row_lengths(),
+                         input_signature=[tf.TensorSpec([None], tf.string)])
+        lengths = [fn(tf.constant(list(texts[start:start + batch_size]))).numpy()
+                   for start in range(0, len(texts), batch_size)]
+        return np.concatenate(lengths) if lengths else np.zeros([0], np.int64)
 
     def truncate(self, pieces: tf.RaggedTensor, budget: int) -> tf.RaggedTensor:
         """Keeps at most `budget` pieces per row, chosen by `self.truncation`."""

@@ -168,11 +168,7 @@ def seeded_split(keys: Sequence, fractions: Sequence[float], seed: int) -> list[
 
 def token_lengths(packer, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
     """Untruncated word-piece count of every text."""
-    lengths = []
-    fn = tf.function(lambda t: packer.word_pieces(t).row_lengths())
-    for start in range(0, len(texts), batch_size):
-        lengths.append(fn(tf.constant(list(texts[start:start + batch_size]))).numpy())
-    return np.concatenate(lengths) if lengths else np.zeros([0], np.int64)
+    return packer.token_lengths(texts, batch_size)
 
 
 def count_truncated(packer, texts: Sequence[str], batch_size: int = 256) -> tuple[int, int]:
