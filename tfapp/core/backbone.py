@@ -299,10 +299,12 @@ class TextPacker:
 
     def token_lengths(self, texts, batch_size: int = 256) -> np.ndarray:
         """Untruncated word-piece count of every text."""
-        # One trace for every batch size (the last batch is shorter).
-        fn = tf.function(lambda t: self.word_pieces(t).row_lengths(),
-                         input_signature=[tf.TensorSpec([None], tf.string)])
-        lengths = [fn(tf.constant(list(texts[start:start + batch_size]))).numpy()
+        if getattr(self, "_lengths_fn", None) is None:
+            # Traced once per packer, for every batch size (evaluation calls this per split
+            # and per epoch).
+            self._lengths_fn = tf.function(lambda t: self.word_pieces(t).row_lengths(),
+                                           input_signature=[tf.TensorSpec([None], tf.string)])
+        lengths = [self._lengths_fn(tf.constant(list(texts[start:start + batch_size]))).numpy()
                    for start in range(0, len(texts), batch_size)]
         return np.concatenate(lengths) if lengths else np.zeros([0], np.int64)
 
