@@ -21,7 +21,7 @@ Data sets (from ../shared/data, see its README; never copied into the repository
             when clinc150 ran first, its seconds repeated)
 
 Suites: `quick` (reference and default recipes on small samples: 240 TFNS sentences;
-CLINC150 restricted to 50 of its intents, 6 questions each plus 30 out-of-scope; 21
+CLINC150 restricted to 50 of its intents, 6 questions each plus 30 out-of-scope; 20
 minutes for 3 seeds on 2 CPU cores); `levers` (the same samples, every lever); `full`
 trains on everything; `smoke` (tiny backbone, a few rows) only proves the harness runs.
 """
@@ -85,7 +85,7 @@ LEVERS = ("layer_decay", "label_smoothing", "head_first", "no_head_lr", "class_w
 SUITES = {
     "smoke": Suite("tiny", 60, 2, 60, 1, ("reference", "default", "layer_decay")),
     # Small samples (CLINC150: 50 of its intents, 6 questions each, plus 30 out-of-scope)
-    # so reference + default over 3 seeds and 3 data sets take ~21 minutes on 2 cores;
+    # so reference + default over 3 seeds and 3 data sets take ~20 minutes on 2 cores;
     # `full` gives the real numbers.
     "quick": Suite("default", 240, 6, 500, None, ("reference", "default"),
                    validation_rows=300, clinc_oos_train=30, clinc_intents=50),
