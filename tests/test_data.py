@@ -183,13 +183,13 @@ def test_predictions_come_back_in_the_texts_order_after_length_sorting():
     import tensorflow as tf
 
     from tfapp.core.backbone import backbone_inputs
-    from tfapp.core.data import texts_only_dataset, token_lengths
+    from tfapp.core.data import texts_only_dataset
     from tfapp.core.windows import predict_texts
 
     packer = TextPacker(load_backbone("tiny").tokenizer, 64)
     texts = [r["text"] for r in sample_rows()][:40]
     texts[3] = "stocks " * 30  # the longest, early in the file
-    lengths = token_lengths(packer, texts)
+    lengths = packer.token_lengths(texts)
     assert not np.all(np.diff(lengths) >= 0)  # the file is not already in length order
     inputs = backbone_inputs()
     # Per-text outputs that padding cannot change: real-token count and id sum.

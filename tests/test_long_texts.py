@@ -54,7 +54,6 @@ def test_unknown_truncation_is_refused(tokenizer, tmp_path):
 
 def test_length_percentile_sets_max_length_from_training_texts(tmp_path, tokenizer):
     from tfapp.core.backbone import TextPacker, load_backbone
-    from tfapp.core.data import token_lengths
     from tfapp.core.task import get_task
     from tfapp.training.trainer import choose_max_length
 
@@ -62,7 +61,7 @@ def test_length_percentile_sets_max_length_from_training_texts(tmp_path, tokeniz
                                    "backbone.max_seq_length": 128})
     task = get_task("sentiment")(cfg)
     splits = task.load_splits()
-    lengths = token_lengths(TextPacker(tokenizer, 128), task.texts(splits["train"])) + 2
+    lengths = TextPacker(tokenizer, 128).token_lengths(task.texts(splits["train"])) + 2
     choose_max_length(cfg, task, load_backbone("tiny"), splits)
     expected = int(np.ceil(np.percentile(lengths, 90) / 8) * 8)
     assert cfg.backbone.max_seq_length == min(128, expected)

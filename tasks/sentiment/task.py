@@ -14,7 +14,7 @@ import tensorflow as tf
 from tfapp.core.task import SPLITS, Task, register
 from tfapp.core.backbone import backbone_inputs, pooled_output
 from tfapp.core.task_callbacks import ClassificationReport
-from tfapp.core.data import read_rows, text_dataset, texts_only_dataset, token_lengths
+from tfapp.core.data import read_rows, text_dataset, texts_only_dataset
 from tfapp.core.errors import ConfigError, DataError
 from tfapp.core.losses import classification_loss
 from tfapp.core.metrics import classification_report, format_report
@@ -231,7 +231,7 @@ class SentimentTask(Task):
     def callbacks(self, run_dir: Path, validation: Examples, packer) -> list:
         batch = self.config.train.global_batch_size
         # Shortest first: batches of similar length pad little (the report is order-free).
-        order = np.argsort(token_lengths(packer, validation.texts), kind="stable")
+        order = np.argsort(packer.token_lengths(validation.texts), kind="stable")
         texts = [validation.texts[i] for i in order]
         inputs = texts_only_dataset(texts, packer, batch).cache()
         label_sets = {"sentiment": (validation.labels, self.params.labels)}

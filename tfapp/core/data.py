@@ -166,14 +166,9 @@ def seeded_split(keys: Sequence, fractions: Sequence[float], seed: int) -> list[
     return [np.array(sorted(p), dtype=np.int64) for p in parts]
 
 
-def token_lengths(packer, texts: Sequence[str], batch_size: int = 256) -> np.ndarray:
-    """Untruncated word-piece count of every text."""
-    return packer.token_lengths(texts, batch_size)
-
-
 def count_truncated(packer, texts: Sequence[str], batch_size: int = 256) -> tuple[int, int]:
     """(number of texts longer than max_seq_length tokens, longest length in word pieces)."""
-    lengths = token_lengths(packer, texts, batch_size)
+    lengths = packer.token_lengths(texts, batch_size)
     return int((lengths > packer.max_seq_length - 2).sum()), int(lengths.max(initial=0))
 
 

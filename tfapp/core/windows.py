@@ -54,9 +54,9 @@ def predict_texts(model, packer, texts, batch_size: int, dataset_fn):
     Without windows: `model.predict` over `dataset_fn(texts sorted by length, packer,
     batch_size)`; with windows: the pooled path of `call_on_texts`, batch by batch."""
     if not packer.window_stride:
-        # Batches of texts of similar length pad little (evaluation sets in file order
-        # padded every batch to its longest text: ~40% padding on TFNS); outputs go back
-        # to the texts' order.
+        # Batches of texts of similar length pad little: in file order, batches of 32 padded
+        # to their longest text were 47% padding on TFNS validation and 39% on CLINC150
+        # test, sorted 2% and 1%. Outputs go back to the texts' order.
         order = np.argsort(packer.token_lengths(texts), kind="stable")
         out = model.predict(dataset_fn([texts[i] for i in order], packer, batch_size),
                             verbose=0)

@@ -14,7 +14,7 @@ import tensorflow as tf
 
 from tfapp.core.backbone import TextPacker
 from tfapp.core.config import Config
-from tfapp.core.data import count_truncated, token_lengths
+from tfapp.core.data import count_truncated
 from tfapp.core.errors import ConfigError
 from tfapp.core.log import say
 from tfapp.core.rundir import atomic_write_text, dir_size_bytes, write_json
@@ -81,7 +81,7 @@ def choose_max_length(cfg: Config, task, loaded, splits: dict) -> None:
     if not texts:
         return
     cap = cfg.backbone.max_seq_length
-    lengths = token_lengths(TextPacker(loaded.tokenizer, cap), texts) + 2  # [CLS], [SEP]
+    lengths = TextPacker(loaded.tokenizer, cap).token_lengths(texts) + 2  # [CLS], [SEP]
     chosen = int(min(cap, max(8, -(-float(np.percentile(lengths, percentile)) // 8) * 8)))
     say(f"backbone.max_seq_length {chosen}: the {percentile:g}th percentile of training "
         f"token lengths is {np.percentile(lengths, percentile):.0f} (cap {cap}, "
