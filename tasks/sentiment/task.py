@@ -231,7 +231,7 @@ class SentimentTask(Task):
     def callbacks(self, run_dir: Path, validation: Examples, packer) -> list:
         batch = self.config.train.global_batch_size
         # Shortest first: batches of similar length pad little (the report is order-free).
-        order = np.argsort(packer.token_lengths(validation.texts), kind="stable")
+        order = packer.length_order(validation.texts)
         texts = [validation.texts[i] for i in order]
         inputs = texts_only_dataset(texts, packer, batch).cache()
         label_sets = {"sentiment": (validation.labels, self.params.labels)}

@@ -272,6 +272,10 @@ class TextPacker:
         self.cls_id = tokenizer.token_to_id("[CLS]")
         self.sep_id = tokenizer.token_to_id("[SEP]")
         self.pad_id = tokenizer.token_to_id("[PAD]")
+        # token_lengths' function, traced once per packer (evaluation calls it per split
+        # and per epoch) for every batch size.
+        self._lengths_fn = tf.function(lambda t: self.word_pieces(t).row_lengths(),
+                                       input_signature=[tf.TensorSpec([None], tf.string)])
 
     def with_length(self, max_seq_length: int) -> "TextPacker":
         """The same tokenizer and truncation with another length budget."""
@@ -299,14 +303,14 @@ class TextPacker:
 
     def token_lengths(self, texts, batch_size: int = 256) -> np.ndarray:
         """Untruncated word-piece count of every text."""
-        if getattr(self, "_lengths_fn", None) is None:
-            # Traced once per packer, for every batch size (evaluation calls this per split
-            # and per epoch).
-            self._lengths_fn = tf.function(lambda t: self.word_pieces(t).row_lengths(),
-                                           input_signature=[tf.TensorSpec([None], tf.string)])
         lengths = [self._lengths_fn(tf.constant(list(texts[start:start + batch_size]))).numpy()
                    for start in range(0, len(texts), batch_size)]
         return np.concatenate(lengths) if lengths else np.zeros([0], np.int64)
+
+    def length_order(self, texts) -> np.ndarray:
+        """Indices that put `texts` shortest first (stable): batches of similar length
+        pad little."""
+        return np.argsort(self.token_lengths(texts), kind="stable")
 
     def truncate(self, pieces: tf.RaggedTensor, budget: int) -> tf.RaggedTensor:
         """Keeps at most `budget` pieces per row, chosen by `self.truncation`."""
