@@ -8,6 +8,7 @@ from conftest import run_cli
 pytest.importorskip("transformers", reason="needs the hf extra: pip install -e .[hf]")
 
 
+@pytest.mark.integration  # the bench harness over a whole run
 def test_quick_suite_writes_json_and_markdown(tmp_path):
     result = run_cli("bench.run", "--suite", "quick", "--out", tmp_path, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -49,6 +50,7 @@ def test_machine_facts_name_the_cpu_and_its_matrix_flags():
     assert label(info).endswith("amx_bf16 amx_int8")
 
 
+@pytest.mark.integration  # the bench harness over a whole run
 @pytest.mark.parametrize("cache", [False, True])
 def test_per_epoch_pipeline_timing_covers_every_epoch(cache):
     from bench.run import SUITES, sentiment_config, train_epochs_on_dataset

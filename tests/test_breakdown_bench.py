@@ -7,6 +7,7 @@ import pytest
 from conftest import run_cli
 
 
+@pytest.mark.integration  # the bench harness over an export
 def test_breakdown_stages_add_up_to_the_exported_call(tiny_run, tmp_path):
     run_dir, _ = tiny_run
     result = run_cli("bench.breakdown", "--run", run_dir, "--requests", 20, "--out", tmp_path)

@@ -57,6 +57,7 @@ def untrained_accuracy(teacher_dir) -> float:
     return task.evaluate(model, splits["test"], packer)["sentiment"]["accuracy"]
 
 
+@pytest.mark.integration  # three CLI jobs: train, distill, quantize
 def test_distilled_student_beats_an_untrained_model_of_its_size(distilled):
     teacher, student, stdout = distilled
     t = json.loads((teacher / "metrics.json").read_text())["test"]["sentiment"]["accuracy"]
@@ -69,6 +70,7 @@ def test_distilled_student_beats_an_untrained_model_of_its_size(distilled):
     assert "student head initialised from the teacher (1 layer(s))" in stdout
 
 
+@pytest.mark.integration  # three CLI jobs: train, distill, quantize
 def test_student_run_is_a_normal_run_with_a_smaller_backbone(distilled):
     import tensorflow as tf
 
@@ -96,6 +98,7 @@ def quantized(distilled):
     return json.loads((teacher / "quantization.json").read_text()), result.stdout
 
 
+@pytest.mark.integration  # three CLI jobs: train, distill, quantize
 def test_int8_predictions_agree_with_float(quantized, distilled):
     report, stdout = quantized
     # Stated threshold: int8 picks the float model's class on >= 90% of held-out texts.
@@ -120,6 +123,7 @@ def test_int8_predictions_agree_with_float(quantized, distilled):
     assert out.stdout.strip().splitlines()[-1] in ("negative", "neutral", "positive")
 
 
+@pytest.mark.integration  # three CLI jobs: train, distill, quantize
 def test_compression_report_covers_teacher_student_and_int8(distilled, quantized, tmp_path):
     teacher, student, _ = distilled
     result = run_cli("bench.compression", "--run", f"teacher={teacher}",

@@ -116,6 +116,7 @@ def test_bad_lever_values_are_one_line_config_errors(tmp_path, key, value, messa
         tiny_config(tmp_path, **{key: value})
 
 
+@pytest.mark.integration  # a whole CLI job with export per task
 @pytest.mark.parametrize("task, extra", [("sentiment", []),
                                          ("qa", ["--set", "qa.mode=intent"])])
 def test_levers_train_end_to_end(tmp_path, task, extra):

@@ -33,6 +33,7 @@ def pretrained(tmp_path_factory):
     return run_dir, text, result.stdout
 
 
+@pytest.mark.integration  # CLI jobs: pretrain, then train on its backbone
 def test_pretraining_lowers_validation_mlm_loss(pretrained):
     run_dir, _, stdout = pretrained
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -44,6 +45,7 @@ def test_pretraining_lowers_validation_mlm_loss(pretrained):
     assert (run_dir / "logs").is_dir() and not (run_dir / "backup").exists()
 
 
+@pytest.mark.integration  # CLI jobs: pretrain, then train on its backbone
 def test_saved_backbone_loads_and_trains_a_task(pretrained, tmp_path):
     import numpy as np
 
@@ -69,6 +71,7 @@ def test_saved_backbone_loads_and_trains_a_task(pretrained, tmp_path):
     assert f"keras-hub preset {backbone_dir}" in result.stdout
 
 
+@pytest.mark.integration  # needs the pretraining job's output
 def test_pretrain_refuses_missing_corpus_and_existing_output(pretrained, tmp_path):
     result = run_cli("tfapp.pretrain", "--corpus", tmp_path / "nothing*.txt",
                      "--backbone", "tiny")

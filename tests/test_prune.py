@@ -146,6 +146,7 @@ def chain(tmp_path_factory):
     return teacher, student, pruned, outputs
 
 
+@pytest.mark.integration  # four CLI jobs: train, distill, prune, quantize
 def test_a_pruned_run_is_smaller_trains_and_exports(chain):
     import keras
 
@@ -168,6 +169,7 @@ def test_a_pruned_run_is_smaller_trains_and_exports(chain):
     assert "pruned: heads per layer [1]" in outputs[2]
 
 
+@pytest.mark.integration  # four CLI jobs: train, distill, prune, quantize
 def test_the_chain_ends_in_an_int8_export_that_agrees_with_float(chain):
     from conftest import serve_sentiment_fresh
 

@@ -282,6 +282,7 @@ def test_export_signatures_agree_with_each_other_and_in_process(listwise_run):
     del tf
 
 
+@pytest.mark.integration  # a whole CLI job with export
 def test_pointwise_mlp_with_side_features_trains_and_exports(tmp_path):
     files = planted_task(tmp_path, n_users=40)
     for path in (files["train"], files["validation"], files["test"]):

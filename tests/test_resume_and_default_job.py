@@ -12,6 +12,7 @@ import pytest
 from conftest import REPO, run_cli
 
 
+@pytest.mark.integration  # two CLI jobs: one killed, one resumed
 def test_killed_run_resumes_from_backup(tmp_path):
     run_dir = tmp_path / "run"
     args = [sys.executable, "-m", "tfapp.train", "--task", "sentiment", "--backbone", "tiny",

@@ -185,6 +185,7 @@ def test_distribute_auto_choices():
     assert not distribute.cpu_supports_bf16("flags : fpu avx2 avx512f avx512_vnni")
 
 
+@pytest.mark.integration  # a whole CLI job under the profiler
 def test_profile_steps_capture_a_trace(tmp_path):
     run_dir = tmp_path / "run"
     result = run_cli("tfapp.train", "--task", "sentiment", "--backbone", "tiny", "--epochs", "1",

@@ -83,6 +83,7 @@ def test_bad_ema_momentum_is_a_config_error(tmp_path, value):
         tiny_config(tmp_path, **{"train.ema_momentum": value})
 
 
+@pytest.mark.integration  # a whole CLI job with export
 def test_ema_run_end_to_end(tmp_path):
     import json
 
