@@ -64,6 +64,12 @@ RECIPES = {
     "class_weights": ["sentiment.class_weights=balanced"],  # sentiment only
     # ~50-step averaging horizon: a quick-suite run has ~150 steps in all.
     "ema": ["train.ema_momentum=0.98"],
+    # Levers measured on full data (bench/quality_full_levers), where a run has ~1,000 steps.
+    "lr_5e-5": ["train.learning_rate=5e-5"],
+    "ema_slow": ["train.ema_momentum=0.999"],
+    "tapt": ["train.tapt_epochs=3"],
+    "float32": ["train.precision=float32"],
+    "epochs_3": ["train.epochs=3"],
 }
 
 

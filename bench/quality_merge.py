@@ -1,0 +1,122 @@
+"""python -m bench.quality_merge RESULT.json [RESULT.json ...] --out DIR
+
+One QUALITY.md from several `bench.quality` runs of the same suite, seeds and data (e.g.
+one lever per run, run side by side or on different days): their recipes' runs are put
+together per data set, summarised and tabled exactly as one run would be, with each
+source run's command, date and wall time listed. `--seeds 1` keeps seed 1 of each run
+(e.g. a one-seed screen beside a three-seed run). Runs whose suites or data-set sizes
+differ, or that lack a kept seed, are refused: their numbers would not be like for like."""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from bench.quality_report import markdown
+from bench.results_file import write_json, write_text
+
+
+class MergeError(ValueError):
+    pass
+
+
+def _load(path: Path) -> dict:
+    try:
+        result = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise MergeError(f"{path}: not a readable bench.quality result ({e})") from None
+    missing = [k for k in ("suite", "seeds", "recipes", "datasets", "command", "date")
+               if k not in result]
+    if missing:
+        raise MergeError(f"{path}: not a bench.quality result (no '{missing[0]}' field)")
+    return result
+
+
+def merge(results: list[dict], names: list[str], command: str,
+          seeds: list[int] | None = None) -> dict:
+    """The runs of `results` (bench.quality JSON dicts, read from `names`) as one result,
+    over `seeds` (default: the first result's; every result must have run them). A recipe
+    measured twice on a data set keeps the first measurement."""
+    from bench.quality import summarise
+
+    first = results[0]
+    seeds = list(seeds or first["seeds"])
+    merged = {"suite": first["suite"], "seeds": seeds, "recipes": [],
+              "overrides": {}, "command": command, "date": first["date"],
+              "machine": first.get("machine", {}), "datasets": {}, "wall_seconds": 0.0,
+              "sources": []}
+    for result, name in zip(results, names):
+        if result["suite"] != first["suite"]:
+            raise MergeError(f"{name}: suite {result['suite']} differs from {names[0]}'s "
+                             f"{first['suite']}")
+        absent = [s for s in seeds if s not in result["seeds"]]
+        if absent:
+            raise MergeError(f"{name}: seed {absent[0]} was not run (seeds "
+                             f"{result['seeds']}); merge with --seeds "
+                             f"{','.join(map(str, result['seeds']))}")
+        keep = [result["seeds"].index(s) for s in seeds]
+        merged["sources"].append({"file": name, "command": result["command"],
+                                  "date": result["date"],
+                                  "wall_seconds": result.get("wall_seconds", 0.0)})
+        merged["wall_seconds"] += result.get("wall_seconds", 0.0)
+        for recipe in result["recipes"]:
+            if recipe not in merged["recipes"]:
+                merged["recipes"].append(recipe)
+        for recipe, sets in result.get("overrides", {}).items():
+            merged["overrides"].setdefault(recipe, sets)
+        for dataset, block in result["datasets"].items():
+            into = merged["datasets"].setdefault(
+                dataset, {"sizes": block["sizes"], "runs": {}, "summary": {}})
+            if block["sizes"] != into["sizes"]:
+                raise MergeError(f"{name}: {dataset} sizes {block['sizes']} differ from "
+                                 f"{into['sizes']}")
+            for recipe, runs in block["runs"].items():
+                into["runs"].setdefault(recipe, [runs[i] for i in keep])
+    # Reference and default first, the levers after, as a single run orders them.
+    order = sorted(merged["recipes"], key=lambda r: (r != "reference", r != "default"))
+    merged["recipes"] = order
+    merged["overrides"] = {r: merged["overrides"][r] for r in order if r in merged["overrides"]}
+    for block in merged["datasets"].values():
+        block["runs"] = {r: block["runs"][r] for r in order if r in block["runs"]}
+        block["summary"] = {r: summarise(runs) for r, runs in block["runs"].items()}
+    return merged
+
+
+def sources_text(merged: dict) -> str:
+    lines = ["## Source runs", "", "Merged by `" + merged["command"] + "` from:", ""]
+    lines += [f"- `{s['file']}`: `{s['command']}` on {s['date']}, "
+              f"{s['wall_seconds'] / 60:.1f} minutes" for s in merged["sources"]]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.quality_merge", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("results", nargs="+", help="quality.json files of bench.quality runs")
+    parser.add_argument("--out", required=True, help="where QUALITY.md and quality.json go")
+    parser.add_argument("--seeds", help="comma-separated seeds to keep of each run "
+                        "(default: the first run's)")
+    args = parser.parse_args(argv)
+    names = list(args.results)
+    try:
+        seeds = [int(s) for s in args.seeds.split(",")] if args.seeds else None
+    except ValueError:
+        raise SystemExit(f"error: --seeds: expected comma-separated integers, got "
+                         f"'{args.seeds}'") from None
+    try:
+        merged = merge([_load(Path(n)) for n in names], names,
+                       "python -m bench.quality_merge " + " ".join(argv or sys.argv[1:]),
+                       seeds)
+    except MergeError as e:
+        raise SystemExit(f"error: {e}") from None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "quality.json", merged)
+    write_text(out / "QUALITY.md", markdown(merged) + "\n" + sources_text(merged))
+    print(f"[quality_merge] wrote {out / 'QUALITY.md'} and {out / 'quality.json'} from "
+          f"{len(names)} runs", flush=True)
+
+
+if __name__ == "__main__":
+    main()
