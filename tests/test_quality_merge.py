@@ -51,7 +51,9 @@ def test_seeds_keeps_those_seeds_of_every_run(tmp_path):
     merged = json.loads((tmp_path / "out" / "quality.json").read_text())
     assert merged["seeds"] == [1]
     assert merged["datasets"]["tfns"]["runs"]["default"][0]["macro_f1"] == 0.83
-    assert "| lr | -2.00 | no |" in (tmp_path / "out" / "QUALITY.md").read_text()
+    text = (tmp_path / "out" / "QUALITY.md").read_text()
+    assert "| lr | -2.00 | no |" in text
+    assert "One seed: 1;" in text and "| default | 0.8000 | 0.8300 | 600 | 4.0 |" in text
 
 
 @pytest.mark.parametrize("other, message", [
