@@ -70,6 +70,7 @@ RECIPES = {
     "tapt": ["train.tapt_epochs=3"],
     "float32": ["train.precision=float32"],
     "epochs_3": ["train.epochs=3"],
+    "epochs_2": ["train.epochs=2"],
 }
 
 
