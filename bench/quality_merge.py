@@ -9,6 +9,7 @@ differ, or that lack a kept seed, are refused: their numbers would not be like f
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import json
 import sys
 from pathlib import Path
@@ -43,7 +44,8 @@ def merge(results: list[dict], names: list[str], command: str,
     first = results[0]
     seeds = list(seeds or first["seeds"])
     merged = {"suite": first["suite"], "seeds": seeds, "recipes": [],
-              "overrides": {}, "command": command, "date": first["date"],
+              "overrides": {}, "command": command,
+              "date": dt.datetime.now().isoformat(timespec="seconds"),
               "machine": first.get("machine", {}), "datasets": {}, "wall_seconds": 0.0,
               "sources": []}
     for result, name in zip(results, names):
