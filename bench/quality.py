@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import dataclasses
 import datetime as dt
 import json
 import random
@@ -42,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.quality_recipes import DATASETS, RECIPES, SPEED_ROWS, SUITES, Suite
 from bench.quality_report import markdown
 from bench.results_file import section, write_json, write_text
 
@@ -50,60 +50,6 @@ REPO = Path(__file__).resolve().parents[1]
 RECOMMEND_BEGIN, RECOMMEND_END = "<!-- recommend:begin -->", "<!-- recommend:end -->"
 RECOMMEND_HEADING = "## Recommendation on a real interaction log (MovieLens)"
 DEFAULT_DATA = REPO.parent / "shared" / "data"
-
-DATASETS = ("tfns", "clinc150", "clinc150_retrieval", "tfns_4k")
-SPEED_ROWS = 4000  # tfns_4k: training rows of the speed check
-# Each tfapp recipe is the default config plus these overrides.
-RECIPES = {
-    "default": [],
-    "layer_decay": ["train.layer_decay=0.8"],
-    # The default since it was measured on full data (bench/quality_full_levers): the
-    # first recipe names those runs, the second turns it off.
-    "label_smoothing": ["train.label_smoothing=0.1"],
-    "no_label_smoothing": ["train.label_smoothing=0"],
-    "head_first": ["train.frozen_backbone_steps=10"],
-    # The default since it was measured (bench/quality_levers): this recipe turns it off.
-    "no_head_lr": ["train.head_lr_multiplier=1"],
-    "class_weights": ["sentiment.class_weights=balanced"],  # sentiment only
-    # ~50-step averaging horizon: a quick-suite run has ~150 steps in all.
-    "ema": ["train.ema_momentum=0.98"],
-    # Levers measured on full data (bench/quality_full_levers), where a run has ~1,000 steps.
-    "lr_5e-5": ["train.learning_rate=5e-5"],
-    "ema_slow": ["train.ema_momentum=0.999"],
-    "tapt": ["train.tapt_epochs=3"],
-    "float32": ["train.precision=float32"],
-    "epochs_3": ["train.epochs=3"],
-    "epochs_2": ["train.epochs=2"],
-}
-
-
-@dataclasses.dataclass
-class Suite:
-    backbone: str
-    tfns_train: int | None  # sampled training rows (None: all)
-    clinc_per_intent: int | None  # sampled training questions per intent (None: all)
-    test_rows: int | None  # sampled evaluation rows (None: all)
-    epochs: int | None  # None: each recipe's own
-    recipes: tuple
-    datasets: tuple = ("tfns", "clinc150", "clinc150_retrieval")
-    validation_rows: int | None = None  # sampled CLINC150 validation rows (None: all)
-    clinc_intents: int | None = None  # a seeded subset of CLINC150's intents (None: all 150)
-    clinc_oos_train: int | None = None  # sampled out-of-scope training questions (None: all)
-
-
-LEVERS = ("layer_decay", "no_label_smoothing", "head_first", "no_head_lr", "class_weights", "ema")
-SUITES = {
-    "smoke": Suite("tiny", 60, 2, 60, 1, ("reference", "default", "layer_decay")),
-    # Small samples (CLINC150: 50 of its intents, 6 questions each, plus 30 out-of-scope)
-    # so reference + default over 3 seeds and 3 data sets take ~20 minutes on 2 cores;
-    # `full` gives the real numbers.
-    "quick": Suite("default", 240, 6, 500, None, ("reference", "default"),
-                   validation_rows=300, clinc_oos_train=30, clinc_intents=50),
-    "full": Suite("default", None, None, None, None, ("reference", "default") + LEVERS,
-                  datasets=DATASETS),
-}
-# The quick samples with every lever: what each does to the default, like for like.
-SUITES["levers"] = dataclasses.replace(SUITES["quick"], recipes=("reference", "default") + LEVERS)
 
 
 def read_csv(path: Path) -> list[dict]:

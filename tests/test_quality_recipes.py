@@ -1,0 +1,33 @@
+"""bench.quality's recipes are valid configs, and every lever it measures changes the
+shipped config (a lever that became the default is measured by switching it off)."""
+import pytest
+
+from bench.quality_recipes import LEVERS, RECIPES, SUITES
+from tfapp.core.config import apply_overrides, build_config, read_yaml
+from tfapp.core.task import get_task
+from conftest import REPO
+
+# class_weights is a sentiment key; every other recipe applies to both tasks.
+TASKS = {"class_weights": ("sentiment",)}
+
+
+def resolved(task: str, overrides: list[str]) -> dict:
+    raw = apply_overrides(read_yaml(REPO / "configs" / f"{task}.yaml"), overrides)
+    return build_config(raw, get_task(task).Config, "recipe").to_dict()
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPES))
+def test_recipe_overrides_are_valid_config(recipe):
+    for task in TASKS.get(recipe, ("sentiment", "qa")):
+        resolved(task, RECIPES[recipe])  # raises ConfigError on an unknown key or bad value
+
+
+@pytest.mark.parametrize("recipe", LEVERS)
+def test_every_lever_differs_from_the_shipped_default(recipe):
+    for task in TASKS.get(recipe, ("sentiment", "qa")):
+        assert resolved(task, RECIPES[recipe]) != resolved(task, []), recipe
+
+
+def test_suites_name_known_recipes():
+    for suite in SUITES.values():
+        assert all(r == "reference" or r in RECIPES for r in suite.recipes)
