@@ -21,7 +21,7 @@ Data sets (from ../shared/data, see its README; never copied into the repository
             when clinc150 ran first, its seconds repeated)
 
 Suites: `quick` (reference and default recipes on small samples: 240 TFNS sentences;
-CLINC150 restricted to 50 of its intents, 6 questions each plus 30 out-of-scope; 20
+CLINC150 restricted to 50 of its intents, 6 questions each plus 30 out-of-scope; 12
 minutes for 3 seeds on 2 CPU cores); `levers` (the same samples, every lever); `full`
 trains on everything; `smoke` (tiny backbone, a few rows) only proves the harness runs.
 """

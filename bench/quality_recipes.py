@@ -51,7 +51,7 @@ LEVERS = ("layer_decay", "no_label_smoothing", "head_first", "no_head_lr", "clas
 SUITES = {
     "smoke": Suite("tiny", 60, 2, 60, 1, ("reference", "default", "layer_decay")),
     # Small samples (CLINC150: 50 of its intents, 6 questions each, plus 30 out-of-scope)
-    # so reference + default over 3 seeds and 3 data sets take ~20 minutes on 2 cores;
+    # so reference + default over 3 seeds and 3 data sets take ~12 minutes on 2 cores;
     # `full` gives the real numbers.
     "quick": Suite("default", 240, 6, 500, None, ("reference", "default"),
                    validation_rows=300, clinc_oos_train=30, clinc_intents=50),
