@@ -41,7 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.quality_recipes import DATASETS, RECIPES, SPEED_ROWS, SUITES, Suite
+from bench.quality_recipes import DATASETS, RECIPES, SPEED_ROWS, SUITES, Suite, shipped_settings
 from bench.quality_report import markdown
 from bench.results_file import section, write_json, write_text
 
@@ -307,6 +307,7 @@ def main(argv=None) -> None:
     seeds = list(range(1, args.seeds + 1))
     result = {"suite": args.suite, "seeds": seeds, "recipes": recipes,
               "overrides": {r: RECIPES[r] for r in recipes if r != "reference"},
+              "shipped": shipped_settings(),
               "command": "python -m bench.quality " + " ".join(argv or sys.argv[1:]),
               "date": dt.datetime.now().isoformat(timespec="seconds"), "machine": machine(),
               "datasets": {}}

@@ -5,7 +5,9 @@ one lever per run, run side by side or on different days): their recipes' runs a
 together per data set, summarised and tabled exactly as one run would be, with each
 source run's command, date and wall time listed. `--seeds 1` keeps seed 1 of each run
 (e.g. a one-seed screen beside a three-seed run). Runs whose suites or data-set sizes
-differ, or that lack a kept seed, are refused: their numbers would not be like for like."""
+differ, that lack a kept seed, or that recorded different shipped values of the keys the
+recipes set (their recipes would be relative to another default), are refused: their
+numbers would not be like for like."""
 from __future__ import annotations
 
 import argparse
@@ -34,6 +36,17 @@ def _load(path: Path) -> dict:
     return result
 
 
+def shipped_change(a: dict | None, b: dict | None) -> tuple | None:
+    """The first key whose shipped value differs between two runs, as (key, a's, b's);
+    None when they agree or either run predates the record."""
+    if a is None or b is None:
+        return None
+    for key in sorted(set(a) & set(b)):
+        if a[key] != b[key]:
+            return key, a[key], b[key]
+    return None
+
+
 def merge(results: list[dict], names: list[str], command: str,
           seeds: list[int] | None = None) -> dict:
     """The runs of `results` (bench.quality JSON dicts, read from `names`) as one result,
@@ -48,6 +61,8 @@ def merge(results: list[dict], names: list[str], command: str,
               "date": dt.datetime.now().isoformat(timespec="seconds"),
               "machine": first.get("machine", {}), "datasets": {}, "wall_seconds": 0.0,
               "sources": []}
+    if "shipped" in first:
+        merged["shipped"] = first["shipped"]
     for result, name in zip(results, names):
         if result["suite"] != first["suite"]:
             raise MergeError(f"{name}: suite {result['suite']} differs from {names[0]}'s "
@@ -57,6 +72,11 @@ def merge(results: list[dict], names: list[str], command: str,
             raise MergeError(f"{name}: seed {absent[0]} was not run (seeds "
                              f"{result['seeds']}); merge with --seeds "
                              f"{','.join(map(str, result['seeds']))}")
+        changed = shipped_change(first.get("shipped"), result.get("shipped"))
+        if changed:
+            key, was, now = changed
+            raise MergeError(f"{name}: shipped {key} is {now}, {names[0]}'s is {was}: its "
+                             f"recipes are relative to another default")
         keep = [result["seeds"].index(s) for s in seeds]
         merged["sources"].append({"file": name, "command": result["command"],
                                   "date": result["date"],

@@ -4,6 +4,9 @@ which data sets one `python -m bench.quality --suite NAME` run trains."""
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
 
 DATASETS = ("tfns", "clinc150", "clinc150_retrieval", "tfns_4k")
 SPEED_ROWS = 4000  # tfns_4k: training rows of the speed check
@@ -60,3 +63,20 @@ SUITES = {
 }
 # The quick samples with every lever: what each does to the default, like for like.
 SUITES["levers"] = dataclasses.replace(SUITES["quick"], recipes=("reference", "default") + LEVERS)
+
+
+def shipped_settings() -> dict:
+    """The shipped value of every key a recipe sets (configs/<task>.yaml, the `train`
+    section from the sentiment config): what each recipe's overrides are relative to, so
+    runs made under different defaults are never tabled together."""
+    from tfapp.core.config import read_yaml
+
+    configs = {}
+    out = {}
+    for key in sorted({s.split("=", 1)[0] for sets in RECIPES.values() for s in sets}):
+        section, name = key.split(".", 1)
+        task = section if section in ("sentiment", "qa") else "sentiment"
+        if task not in configs:
+            configs[task] = read_yaml(REPO / "configs" / f"{task}.yaml")
+        out[key] = configs[task][section][name]
+    return out

@@ -6,9 +6,10 @@ import pytest
 from bench.quality_merge import main
 
 
-def run(recipes: dict, seeds=(1, 2, 3), sizes=None, suite="full", wall=600.0) -> dict:
+def run(recipes: dict, seeds=(1, 2, 3), sizes=None, suite="full", wall=600.0,
+        shipped=None) -> dict:
     """A bench.quality result: recipe -> one macro-F1 per seed on TFNS."""
-    return {"suite": suite, "seeds": list(seeds), "recipes": list(recipes),
+    return {"suite": suite, "shipped": shipped or {"train.epochs": 4, "x.lr": 1}, "seeds": list(seeds), "recipes": list(recipes),
             "overrides": {r: [f"x.{r}=1"] for r in recipes if r != "reference"},
             "command": "python -m bench.quality --recipes " + ",".join(recipes),
             "date": "2026-01-01T00:00:00", "machine": {"cpu": "test cpu", "cores": 2},
@@ -60,6 +61,8 @@ def test_seeds_keeps_those_seeds_of_every_run(tmp_path):
     (run({"lr": [0.81]}, seeds=(1,)), "seed 2 was not run"),
     (run({"lr": [0.8] * 3}, sizes={"train": 239, "test": 500}), "tfns sizes"),
     (run({"lr": [0.8] * 3}, suite="quick"), "suite quick differs"),
+    (run({"lr": [0.8] * 3}, shipped={"train.epochs": 3, "x.lr": 1}),
+     "shipped train.epochs is 3, "),
 ])
 def test_unlike_runs_are_refused_with_one_line(tmp_path, capsys, other, message):
     base = write(tmp_path, "base.json", run({"default": [0.83, 0.84, 0.85]}))
@@ -76,3 +79,13 @@ def test_a_file_that_is_not_a_result_is_a_one_line_error(tmp_path):
     path.write_text("{\"suite\": \"full\"}")
     with pytest.raises(SystemExit, match=r"x.json: not a bench.quality result \(no 'seeds'"):
         main([str(path), "--out", str(tmp_path / "out")])
+
+
+def test_runs_that_predate_the_shipped_record_still_merge(tmp_path):
+    old = run({"default": [0.83, 0.84, 0.85]})
+    del old["shipped"]
+    base = write(tmp_path, "old.json", old)
+    lever = write(tmp_path, "new.json", run({"lr": [0.8] * 3}))
+    main([base, lever, "--out", str(tmp_path / "out")])
+    merged = json.loads((tmp_path / "out" / "quality.json").read_text())
+    assert "shipped" not in merged and merged["recipes"] == ["default", "lr"]

@@ -2,7 +2,7 @@
 shipped config (a lever that became the default is measured by switching it off)."""
 import pytest
 
-from bench.quality_recipes import LEVERS, RECIPES, SUITES
+from bench.quality_recipes import LEVERS, RECIPES, SUITES, shipped_settings
 from tfapp.core.config import apply_overrides, build_config, read_yaml
 from tfapp.core.task import get_task
 from conftest import REPO
@@ -31,3 +31,13 @@ def test_every_lever_differs_from_the_shipped_default(recipe):
 def test_suites_name_known_recipes():
     for suite in SUITES.values():
         assert all(r == "reference" or r in RECIPES for r in suite.recipes)
+
+
+def test_shipped_settings_are_the_shipped_values_of_every_recipe_key():
+    shipped = shipped_settings()
+    keys = {s.split("=", 1)[0] for sets in RECIPES.values() for s in sets}
+    assert set(shipped) == keys
+    sentiment = resolved("sentiment", [])
+    for key, value in shipped.items():
+        section, name = key.split(".", 1)
+        assert sentiment[section][name] == value, key
