@@ -33,6 +33,8 @@ RECIPES = {
     "epochs_2": ["train.epochs=2"],
     "batch_16": ["train.global_batch_size=16"],
     "lr_1.5e-4": ["train.learning_rate=1.5e-4"],
+    "warmup_0": ["train.warmup_ratio=0"],
+    "warmup_0.2": ["train.warmup_ratio=0.2"],
 }
 
 
