@@ -1,4 +1,4 @@
-"""python -m bench.quality [--suite quick|levers|full] [--seeds N] [--data DIR]
+"""python -m bench.quality [--suite quick|levers|full] [--seeds N] [--first-seed K] [--data DIR]
                          [--recipes A,B,...] [--datasets A,B,...]
 
 Model quality on real text, like for like: for each data set the reference recipe (a plain
@@ -278,6 +278,8 @@ def main(argv=None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--suite", choices=sorted(SUITES), default="quick")
     parser.add_argument("--seeds", type=int, default=3)
+    parser.add_argument("--first-seed", type=int, default=1, help="seeds FIRST..FIRST+N-1, "
+                        "so seeds can run side by side and join with bench.quality_merge")
     parser.add_argument("--data", default=str(DEFAULT_DATA), help="folder with tfns/ and "
                         "clinc150/ (default: ../shared/data)")
     parser.add_argument("--recipes", help="comma-separated subset of the suite's recipes")
@@ -296,15 +298,15 @@ def main(argv=None) -> None:
                          f"{', '.join(DATASETS)})")
     recipes = args.recipes.split(",") if args.recipes else list(suite.recipes)
     unknown = [r for r in recipes if r != "reference" and r not in RECIPES]
-    if unknown or args.seeds < 1:
+    if unknown or args.seeds < 1 or args.first_seed < 1:
         raise SystemExit(f"error: unknown recipe '{unknown[0]}'" if unknown
-                         else "error: --seeds must be >= 1")
+                         else "error: --seeds and --first-seed must be >= 1")
+    seeds = list(range(args.first_seed, args.first_seed + args.seeds))
     data = Path(args.data)
     if not (data / "tfns").is_dir() or not (data / "clinc150").is_dir():
         raise SystemExit(f"error: {data}: expected the folders tfns/ and clinc150/")
     work = Path(args.work)
     files = prepare(data, suite, work / "data")
-    seeds = list(range(1, args.seeds + 1))
     result = {"suite": args.suite, "seeds": seeds, "recipes": recipes,
               "overrides": {r: RECIPES[r] for r in recipes if r != "reference"},
               "shipped": shipped_settings(),

@@ -4,7 +4,8 @@ One QUALITY.md from several `bench.quality` runs of the same suite, seeds and da
 one lever per run, run side by side or on different days): their recipes' runs are put
 together per data set, summarised and tabled exactly as one run would be, with each
 source run's command, date and wall time listed. `--seeds 1` keeps seed 1 of each run
-(e.g. a one-seed screen beside a three-seed run). Runs whose suites or data-set sizes
+(e.g. a one-seed screen beside a three-seed run); a recipe's seeds may come from several
+runs (`bench.quality --seeds 1 --first-seed 2` beside `--seeds 1`). Runs whose suites or data-set sizes
 differ, that lack a kept seed, or that recorded different shipped values of the keys the
 recipes set (their recipes would be relative to another default), are refused: their
 numbers would not be like for like."""
@@ -50,8 +51,9 @@ def shipped_change(a: dict | None, b: dict | None) -> tuple | None:
 def merge(results: list[dict], names: list[str], command: str,
           seeds: list[int] | None = None) -> dict:
     """The runs of `results` (bench.quality JSON dicts, read from `names`) as one result,
-    over `seeds` (default: the first result's; every result must have run them). A recipe
-    measured twice on a data set keeps the first measurement."""
+    over `seeds` (default: the first result's). Each recipe's seeds may come from several
+    runs (e.g. seed 1 in one, seeds 2 and 3 in another); every recipe must have every kept
+    seed. A seed of a recipe measured twice on a data set keeps the first measurement."""
     from bench.quality import summarise
 
     first = results[0]
@@ -61,23 +63,18 @@ def merge(results: list[dict], names: list[str], command: str,
               "date": dt.datetime.now().isoformat(timespec="seconds"),
               "machine": first.get("machine", {}), "datasets": {}, "wall_seconds": 0.0,
               "sources": []}
+    by_seed, origin = {}, {}  # (data set, recipe) -> {seed: run}, -> (first file, its seeds)
     if "shipped" in first:
         merged["shipped"] = first["shipped"]
     for result, name in zip(results, names):
         if result["suite"] != first["suite"]:
             raise MergeError(f"{name}: suite {result['suite']} differs from {names[0]}'s "
                              f"{first['suite']}")
-        absent = [s for s in seeds if s not in result["seeds"]]
-        if absent:
-            raise MergeError(f"{name}: seed {absent[0]} was not run (seeds "
-                             f"{result['seeds']}); merge with --seeds "
-                             f"{','.join(map(str, result['seeds']))}")
         changed = shipped_change(first.get("shipped"), result.get("shipped"))
         if changed:
             key, was, now = changed
             raise MergeError(f"{name}: shipped {key} is {now}, {names[0]}'s is {was}: its "
                              f"recipes are relative to another default")
-        keep = [result["seeds"].index(s) for s in seeds]
         merged["sources"].append({"file": name, "command": result["command"],
                                   "date": result["date"],
                                   "wall_seconds": result.get("wall_seconds", 0.0)})
@@ -94,7 +91,19 @@ def merge(results: list[dict], names: list[str], command: str,
                 raise MergeError(f"{name}: {dataset} sizes {block['sizes']} differ from "
                                  f"{into['sizes']}")
             for recipe, runs in block["runs"].items():
-                into["runs"].setdefault(recipe, [runs[i] for i in keep])
+                by_seed.setdefault((dataset, recipe), {})
+                origin.setdefault((dataset, recipe), (name, result["seeds"]))
+                for seed, one in zip(result["seeds"], runs):
+                    if seed in seeds:
+                        by_seed[(dataset, recipe)].setdefault(seed, one)
+    for (dataset, recipe), runs in by_seed.items():
+        absent = [s for s in seeds if s not in runs]
+        if absent:
+            name, ran = origin[(dataset, recipe)]
+            raise MergeError(f"{name}: seed {absent[0]} was not run (seeds {ran}) and no "
+                             f"other run has it for {recipe} on {dataset}; merge with "
+                             f"--seeds {','.join(map(str, sorted(runs) or ran))}")
+        merged["datasets"][dataset]["runs"][recipe] = [runs[s] for s in seeds]
     # Reference and default first, the levers after, as a single run orders them.
     order = sorted(merged["recipes"], key=lambda r: (r != "reference", r != "default"))
     merged["recipes"] = order

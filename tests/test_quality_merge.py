@@ -89,3 +89,15 @@ def test_runs_that_predate_the_shipped_record_still_merge(tmp_path):
     main([base, lever, "--out", str(tmp_path / "out")])
     merged = json.loads((tmp_path / "out" / "quality.json").read_text())
     assert "shipped" not in merged and merged["recipes"] == ["default", "lr"]
+
+
+def test_a_recipes_seeds_join_from_runs_made_side_by_side(tmp_path):
+    base = write(tmp_path, "base.json", run({"default": [0.83, 0.84, 0.85]}))
+    one = write(tmp_path, "ref1.json", run({"reference": [0.80]}, seeds=(1,)))
+    rest = write(tmp_path, "ref23.json", run({"reference": [0.81, 0.90]}, seeds=(2, 3)))
+    main([base, rest, one, "--out", str(tmp_path / "out")])
+    merged = json.loads((tmp_path / "out" / "quality.json").read_text())
+    assert merged["seeds"] == [1, 2, 3]
+    runs = merged["datasets"]["tfns"]["runs"]["reference"]
+    assert [r["macro_f1"] for r in runs] == [0.80, 0.81, 0.90]  # in seed order
+    assert len(merged["sources"]) == 3

@@ -41,3 +41,12 @@ def test_shipped_settings_are_the_shipped_values_of_every_recipe_key():
     for key, value in shipped.items():
         section, name = key.split(".", 1)
         assert sentiment[section][name] == value, key
+
+
+@pytest.mark.parametrize("args", [["--seeds", "0"], ["--first-seed", "0"]])
+def test_bench_quality_refuses_bad_seeds_before_any_work(tmp_path, args):
+    from bench.quality import main
+
+    with pytest.raises(SystemExit, match="--seeds and --first-seed must be >= 1"):
+        main(args + ["--work", str(tmp_path / "work"), "--out", str(tmp_path / "out")])
+    assert not (tmp_path / "work").exists()
