@@ -5,10 +5,10 @@ one lever per run, run side by side or on different days): their recipes' runs a
 together per data set, summarised and tabled exactly as one run would be, with each
 source run's command, date and wall time listed. `--seeds 1` keeps seed 1 of each run
 (e.g. a one-seed screen beside a three-seed run); a recipe's seeds may come from several
-runs (`bench.quality --seeds 1 --first-seed 2` beside `--seeds 1`). Runs whose suites or data-set sizes
-differ, that lack a kept seed, or that recorded different shipped values of the keys the
-recipes set (their recipes would be relative to another default), are refused: their
-numbers would not be like for like."""
+runs (`bench.quality --seeds 1 --first-seed 2` beside `--seeds 1`). Runs whose suites or
+data-set sizes differ, that lack a kept seed, or that recorded different shipped values of
+the keys the recipes set (their recipes would be relative to another default), are
+refused: their numbers would not be like for like."""
 from __future__ import annotations
 
 import argparse
