@@ -64,17 +64,19 @@ def merge(results: list[dict], names: list[str], command: str,
               "machine": first.get("machine", {}), "datasets": {}, "wall_seconds": 0.0,
               "sources": []}
     by_seed, origin = {}, {}  # (data set, recipe) -> {seed: run}, -> (first file, its seeds)
-    if "shipped" in first:
-        merged["shipped"] = first["shipped"]
+    shipped = (None, None)  # the first run that recorded its shipped values
     for result, name in zip(results, names):
         if result["suite"] != first["suite"]:
             raise MergeError(f"{name}: suite {result['suite']} differs from {names[0]}'s "
                              f"{first['suite']}")
-        changed = shipped_change(first.get("shipped"), result.get("shipped"))
+        changed = shipped_change(shipped[1], result.get("shipped"))
         if changed:
             key, was, now = changed
-            raise MergeError(f"{name}: shipped {key} is {now}, {names[0]}'s is {was}: its "
+            raise MergeError(f"{name}: shipped {key} is {now}, {shipped[0]}'s is {was}: its "
                              f"recipes are relative to another default")
+        if shipped[1] is None and "shipped" in result:
+            shipped = (name, result["shipped"])
+            merged["shipped"] = result["shipped"]
         merged["sources"].append({"file": name, "command": result["command"],
                                   "date": result["date"],
                                   "wall_seconds": result.get("wall_seconds", 0.0)})

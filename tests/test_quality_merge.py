@@ -88,7 +88,13 @@ def test_runs_that_predate_the_shipped_record_still_merge(tmp_path):
     lever = write(tmp_path, "new.json", run({"lr": [0.8] * 3}))
     main([base, lever, "--out", str(tmp_path / "out")])
     merged = json.loads((tmp_path / "out" / "quality.json").read_text())
-    assert "shipped" not in merged and merged["recipes"] == ["default", "lr"]
+    assert merged["recipes"] == ["default", "lr"]
+    assert merged["shipped"] == {"train.epochs": 4, "x.lr": 1}
+    # An older run first still checks the recorded ones against each other.
+    other = write(tmp_path, "other.json", run({"ema": [0.8] * 3},
+                                              shipped={"train.epochs": 3, "x.lr": 1}))
+    with pytest.raises(SystemExit, match="other.json: shipped train.epochs is 3, .*new.json's is 4"):
+        main([base, lever, other, "--out", str(tmp_path / "out2")])
 
 
 def test_a_recipes_seeds_join_from_runs_made_side_by_side(tmp_path):
