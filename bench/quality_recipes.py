@@ -35,6 +35,9 @@ RECIPES = {
     "lr_1.5e-4": ["train.learning_rate=1.5e-4"],
     "warmup_0": ["train.warmup_ratio=0"],
     "warmup_0.2": ["train.warmup_ratio=0.2"],
+    # The backbone's dropout (the checkpoint's is 0.1).
+    "dropout_0": ["backbone.dropout=0"],
+    "dropout_0.2": ["backbone.dropout=0.2"],
 }
 
 
