@@ -71,17 +71,15 @@ SUITES["levers"] = dataclasses.replace(SUITES["quick"], recipes=("reference", "d
 
 
 def shipped_settings() -> dict:
-    """The shipped value of every key a recipe sets (configs/<task>.yaml, the `train`
-    section from the sentiment config): what each recipe's overrides are relative to, so
-    runs made under different defaults are never tabled together."""
+    """The shipped value of every key a recipe sets (a task's own section from
+    configs/<task>.yaml, the shared sections from configs/sentiment.yaml): what each
+    recipe's overrides are relative to, so runs made under different defaults are never
+    tabled together."""
     from tfapp.core.config import read_yaml
 
-    configs = {}
+    configs = {task: read_yaml(REPO / "configs" / f"{task}.yaml") for task in ("sentiment", "qa")}
     out = {}
     for key in sorted({s.split("=", 1)[0] for sets in RECIPES.values() for s in sets}):
         section, name = key.split(".", 1)
-        task = section if section in ("sentiment", "qa") else "sentiment"
-        if task not in configs:
-            configs[task] = read_yaml(REPO / "configs" / f"{task}.yaml")
-        out[key] = configs[task][section][name]
+        out[key] = configs.get(section, configs["sentiment"])[section][name]
     return out
