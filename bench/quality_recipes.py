@@ -38,6 +38,9 @@ RECIPES = {
     # The backbone's dropout (the checkpoint's is 0.1).
     "dropout_0": ["backbone.dropout=0"],
     "dropout_0.2": ["backbone.dropout=0.2"],
+    "weight_decay_0.1": ["train.weight_decay=0.1"],
+    "head_lr_5": ["train.head_lr_multiplier=5"],
+    "weight_soup": ["train.weight_soup=true"],
 }
 
 

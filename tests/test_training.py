@@ -87,6 +87,7 @@ def test_every_run_writes_its_hparams_for_tensorboard(tiny_run):
     assert hparams["task"] == "sentiment" and hparams["backbone"] == "tiny"
     assert hparams["epochs"] == 2 and hparams["layer_decay"] == 1.0
     assert hparams["ema_momentum"] == 0.0 and hparams["truncation"] == "head"
+    assert hparams["weight_soup"] is False
 
 
 def test_evaluate_cli_prints_table_and_writes_metrics(tiny_run, tmp_path):

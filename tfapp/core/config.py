@@ -101,6 +101,10 @@ class TrainConfig:
     # Weight averaging: evaluate, keep and export an exponential moving average of the
     # weights (Keras optimizer EMA) with this momentum, e.g. 0.99. 0: off.
     ema_momentum: float = 0.0
+    # Weight averaging of the run's own epochs: a greedy soup (keep each epoch's weights;
+    # from the best epoch on validation, average in the next-best while validation does
+    # not get worse). The best epoch alone when averaging does not help. false: off.
+    weight_soup: bool = False
     early_stopping_patience: int = 2
     jit_compile: bool = False  # XLA measured slower than plain TF on 2 CPU cores
     steps_per_execution: int = 1

@@ -28,6 +28,7 @@ from tfapp.core.rundir import atomic_write_text, check_writable, new_run_dir
 from tfapp.training.optimizer import compile_with_optimizer
 from tfapp.training.progress import TrainingStats
 from tfapp.training.resume import ResumableBest, ResumableEMASwap
+from tfapp.training.weight_soup import EpochWeights
 
 BEST_CHECKPOINT = Path("checkpoints") / "best.weights.h5"
 
@@ -103,6 +104,7 @@ class RunContext:
     resuming: bool = False
     guard: StopOnNonFinite = dataclasses.field(default_factory=StopOnNonFinite)
     best_state: Optional[ResumableBest] = None
+    epoch_weights: Optional[EpochWeights] = None  # train.weight_soup: every epoch's weights
     export_precision: Optional[str] = None  # chosen when the served model is made
 
     @classmethod
@@ -207,6 +209,9 @@ class RunContext:
         callbacks += [*first,
                      TrainingStats(examples_per_epoch, summary_keys, printer=say)]
         early_stopping = checkpoint = None
+        if monitor and train_cfg.weight_soup:
+            self.epoch_weights = EpochWeights(monitor[0])
+            callbacks.append(self.epoch_weights)
         if monitor:
             early_stopping = keras.callbacks.EarlyStopping(
                 monitor=monitor[0], mode=monitor[1], patience=train_cfg.early_stopping_patience,

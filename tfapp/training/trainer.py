@@ -25,6 +25,7 @@ from tfapp.training.optimizer import compile_with_optimizer
 from tfapp.training.restore import CALIBRATION_FILE, WEIGHTS_FILE, save_run_backbone
 from tfapp.training.run_context import RunContext
 from tfapp.training.serving_precision import model_to_serve
+from tfapp.training.weight_soup import soup_after_fit, validation_scorer
 
 
 def build_compiled_model(task, cfg: Config, loaded, placement, total_steps: int):
@@ -194,16 +195,27 @@ def train(cfg: Config, task_cls, run_dir: str | None = None, prepare=None) -> Pa
     ctx.compile(fitted, steps * cfg.train.epochs, train_ds, **task.compile_args())
 
     monitor = task.monitor()
+    task_callbacks = task.callbacks(ctx.worker_dir, splits["validation"], packer)
     callbacks = ctx.callbacks(
         task.training_size(splits["train"]), task.summary_keys(), monitor,
-        first=task.callbacks(ctx.worker_dir, splits["validation"], packer))
+        first=task_callbacks)
     say(f"training: {steps} steps/epoch, up to {cfg.train.epochs} epochs, "
         f"monitoring {monitor[0]} ({monitor[1]})")
     history = ctx.fit(fitted, train_ds, val_ds, callbacks)
+    soup = None
+    if ctx.epoch_weights is not None:
+        soup = soup_after_fit(fitted, ctx.epoch_weights, ctx.best_state.early_stopping,
+                              validation_scorer(fitted, val_ds, task_callbacks, monitor[0]),
+                              monitor[1], log=say)
+        say(f"weight soup: epochs {soup['epochs']}, validation {monitor[0]} "
+            f"{soup['validation']:.4f} (best epoch {soup['best_epoch']} alone: "
+            f"{soup['best_epoch_validation']:.4f})")
     train_seconds = time.perf_counter() - started
 
     served = served_model(ctx, task, loaded, model)
     metrics = evaluate_served(ctx, task, served, splits, packer, history, fitted)
+    if soup is not None:
+        metrics["weight_soup"] = soup
     if ctx.chief:
         publish(ctx, task, model, served, packer, loaded, splits, metrics, started,
                 train_seconds)

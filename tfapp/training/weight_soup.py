@@ -1,0 +1,106 @@
+"""A greedy soup of one run's epochs (Wortsman et al. 2022, "Model soups"): the weights
+at the end of each epoch are kept; after training, starting from the best epoch by the
+monitored validation metric, each next-best epoch is averaged in if the average scores at
+least as well on validation. Averaging neighbouring points of one fine-tuning trajectory
+lands in a flatter region than any single epoch; validation decides, so the soup is never
+worse there than the best epoch alone, and test data is never looked at."""
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Callable, Optional
+
+import keras
+import numpy as np
+
+from tfapp.core.task_callbacks import EpochMetrics
+
+
+@dataclasses.dataclass
+class Ingredient:
+    epoch: int  # 1-based
+    score: float  # the monitored validation value at that epoch's end
+    weights: list  # numpy copies of the model's trainable weights
+
+
+class EpochWeights(keras.callbacks.Callback):
+    """Keeps every epoch's trainable weights with its monitored validation value. Put it
+    after the callbacks that add the monitored value to the logs."""
+
+    def __init__(self, monitor: str):
+        super().__init__()
+        self.monitor = monitor
+        self.ingredients: list[Ingredient] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        score = (logs or {}).get(self.monitor)
+        if score is None or not math.isfinite(float(score)):
+            return
+        self.ingredients.append(Ingredient(
+            epoch + 1, float(score),
+            [keras.ops.convert_to_numpy(v) for v in self.model.trainable_weights]))
+
+
+def validation_scorer(model: keras.Model, val_ds, task_callbacks, monitor: str) -> Callable:
+    """() -> the monitored validation value of `model`'s current weights, computed as
+    during `fit`: Keras' compiled metrics on `val_ds` (prefixed val_) and the task's
+    whole-set epoch metrics (EpochMetrics callbacks)."""
+    def score() -> float:
+        logs = {"val_" + k: v for k, v in
+                model.evaluate(val_ds, return_dict=True, verbose=0).items()}
+        for callback in task_callbacks:
+            if isinstance(callback, EpochMetrics):
+                logs.update(callback.metrics_fn(model))
+        if monitor not in logs:
+            raise KeyError(f"{monitor} is not among the validation logs ({', '.join(logs)})")
+        return float(logs[monitor])
+    return score
+
+
+def _assign(model: keras.Model, weights: list) -> None:
+    for variable, value in zip(model.trainable_weights, weights):
+        variable.assign(value)
+
+
+def _average(ingredients: list[Ingredient]) -> list:
+    return [np.mean([i.weights[k] for i in ingredients], axis=0).astype(w.dtype)
+            for k, w in enumerate(ingredients[0].weights)]
+
+
+def greedy_soup(model: keras.Model, ingredients: list[Ingredient], score: Callable[[], float],
+                mode: str = "max", current: Optional[Ingredient] = None,
+                log: Callable = print) -> dict:
+    """Sets `model`'s trainable weights to the greedy soup of `ingredients` (plus
+    `current`, the weights in the model now, when its epoch is not among them: a resumed
+    run's best epoch from before the kill) and returns what was chosen:
+    {"epochs", "validation", "best_epoch", "best_epoch_validation"}."""
+    pool = list(ingredients)
+    if current is not None and current.epoch not in {i.epoch for i in pool}:
+        pool.append(current)
+    if not pool:
+        raise ValueError("no epochs to average: the monitored metric was never logged")
+    order = sorted(pool, key=lambda i: i.score, reverse=(mode == "max"))
+    chosen, best = [order[0]], order[0].score
+    for candidate in order[1:]:
+        _assign(model, _average(chosen + [candidate]))
+        value = score()
+        kept = value >= best if mode == "max" else value <= best
+        log(f"weight soup: epochs {sorted(i.epoch for i in chosen + [candidate])} "
+            f"{'kept' if kept else 'dropped'} (validation {value:.4f}, best so far {best:.4f})")
+        if kept:
+            chosen.append(candidate)
+            best = value
+    _assign(model, _average(chosen))
+    return {"epochs": sorted(i.epoch for i in chosen), "validation": best,
+            "best_epoch": order[0].epoch, "best_epoch_validation": order[0].score}
+
+
+def soup_after_fit(model: keras.Model, epoch_weights: EpochWeights, early_stopping,
+                   score: Callable[[], float], mode: str, log: Callable = print) -> dict:
+    """The greedy soup of a finished `fit`: the epochs `epoch_weights` kept, plus the best
+    weights early stopping restored into `model` (when that epoch came before a resume)."""
+    current = None
+    if early_stopping is not None and early_stopping.best is not None:
+        current = Ingredient(int(early_stopping.best_epoch) + 1, float(early_stopping.best),
+                             [keras.ops.convert_to_numpy(v) for v in model.trainable_weights])
+    return greedy_soup(model, epoch_weights.ingredients, score, mode, current, log)
