@@ -41,6 +41,7 @@ RECIPES = {
     "weight_decay_0.1": ["train.weight_decay=0.1"],
     "head_lr_5": ["train.head_lr_multiplier=5"],
     "weight_soup": ["train.weight_soup=true"],
+    "freeze_embeddings": ["train.freeze_token_embeddings=true"],
 }
 
 

@@ -152,3 +152,38 @@ def test_task_adaptive_pretraining_switch(tmp_path):
     saved = yaml.safe_load((run_dir / "config.yaml").read_text())
     assert saved["backbone"]["name"] == str(run_dir / "tapt" / "backbone")
     assert (run_dir / "export" / "sentiment" / "1" / "saved_model.pb").is_file()
+
+
+def test_freeze_token_embeddings_keeps_only_the_word_pieces_fixed(tmp_path):
+    from tfapp.core import distribute
+    from tfapp.core.backbone import TextPacker, load_backbone
+    from tfapp.core.task import get_task
+    from tfapp.training.trainer import build_compiled_model
+
+    def trained(freeze, where):
+        cfg = tiny_config(where, **{"train.freeze_token_embeddings": freeze,
+                                    "train.precision": "float32"})
+        task = get_task("sentiment")(cfg)
+        train = task.load_splits()["train"]
+        loaded = load_backbone("tiny")
+        model = build_compiled_model(task, cfg, loaded, distribute.resolve(cfg.train), 10 ** 6)
+        x, y, *_ = next(iter(task.dataset(train, TextPacker(loaded.tokenizer, 32), 16,
+                                          training=True)))
+        table = loaded.backbone.get_layer("token_embedding").embeddings
+        positions = loaded.backbone.get_layer("position_embedding").position_embeddings
+        before = table.numpy().copy(), positions.numpy().copy()
+        for _ in range(2):
+            model.train_on_batch(x, y)
+        return (float(np.abs(table.numpy() - before[0]).max()),
+                float(np.abs(positions.numpy() - before[1]).max()),
+                any(v is table for v in model.trainable_variables))
+
+    table_moved, positions_moved, listed = trained(True, tmp_path / "frozen")
+    assert table_moved == 0.0 and positions_moved > 0 and not listed
+    table_moved, _, listed = trained(False, tmp_path / "free")
+    assert table_moved > 0 and listed
+
+
+def test_freeze_token_embeddings_must_be_a_boolean(tmp_path):
+    with pytest.raises(ConfigError, match="train.freeze_token_embeddings"):
+        tiny_config(tmp_path, **{"train.freeze_token_embeddings": 3})

@@ -105,6 +105,9 @@ class TrainConfig:
     # from the best epoch on validation, average in the next-best while validation does
     # not get worse). The best epoch alone when averaging does not help. false: off.
     weight_soup: bool = False
+    # Keep the pretrained word-piece embeddings fixed (fewer weights to update and to
+    # overfit). false: they are fine-tuned with the rest.
+    freeze_token_embeddings: bool = False
     early_stopping_patience: int = 2
     jit_compile: bool = False  # XLA measured slower than plain TF on 2 CPU cores
     steps_per_execution: int = 1

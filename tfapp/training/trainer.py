@@ -28,9 +28,18 @@ from tfapp.training.serving_precision import model_to_serve
 from tfapp.training.weight_soup import soup_after_fit, validation_scorer
 
 
+def freeze_for_training(cfg: Config, loaded) -> None:
+    """train.freeze_token_embeddings: the word-piece embedding matrix (half of a small
+    BERT's weights) keeps its pretrained values; position embeddings and the encoder
+    still learn."""
+    if cfg.train.freeze_token_embeddings:
+        loaded.backbone.get_layer("token_embedding").trainable = False
+
+
 def build_compiled_model(task, cfg: Config, loaded, placement, total_steps: int):
     """Task head on the backbone, compiled; call inside the strategy's scope."""
     model = task.build_model(loaded)
+    freeze_for_training(cfg, loaded)
     compile_with_optimizer(model, cfg.train, placement.precision, total_steps,
                            **task.compile_args())
     return model
@@ -191,6 +200,7 @@ def train(cfg: Config, task_cls, run_dir: str | None = None, prepare=None) -> Pa
     train_ds, val_ds, steps = make_datasets(task, splits, packer, cfg.train.global_batch_size)
     with ctx.scope():
         model = task.build_model(loaded)
+        freeze_for_training(cfg, loaded)
         fitted = prepare(model) if prepare else model
     ctx.compile(fitted, steps * cfg.train.epochs, train_ds, **task.compile_args())
 
