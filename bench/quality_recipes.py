@@ -42,6 +42,7 @@ RECIPES = {
     "head_lr_5": ["train.head_lr_multiplier=5"],
     "weight_soup": ["train.weight_soup=true"],
     "freeze_embeddings": ["train.freeze_token_embeddings=true"],
+    "rdrop": ["train.rdrop_alpha=1"],
 }
 
 

@@ -287,6 +287,9 @@ class QATask(Task):
         return {"loss": sparse_classification_loss(self.config.train.label_smoothing),
                 "metrics": [keras.metrics.SparseCategoricalAccuracy(name=name)]}
 
+    def consistency_outputs(self) -> list:
+        return [] if self.retrieval else [None]  # in-batch softmax: no fixed classes
+
     def monitor(self) -> tuple[str, str]:
         return "val_mrr", "max"
 

@@ -219,6 +219,9 @@ class SentimentTask(Task):
         # Keras prefixes metric names with the output name only for multi-output models.
         return f"{head}_{metric}" if len(self._heads()) > 1 else metric
 
+    def consistency_outputs(self) -> list:
+        return self._heads()
+
     def monitor(self) -> tuple[str, str]:
         return "val_" + self._key("sentiment", "macro_f1"), "max"
 

@@ -108,6 +108,10 @@ class TrainConfig:
     # Keep the pretrained word-piece embeddings fixed (fewer weights to update and to
     # overfit). false: they are fine-tuned with the rest.
     freeze_token_embeddings: bool = False
+    # R-Drop: each training example passes twice (two dropout masks) and alpha/2 x the
+    # symmetric KL between the two predictions joins the loss (classification outputs
+    # only; about twice the compute per step). 0: off.
+    rdrop_alpha: float = 0.0
     early_stopping_patience: int = 2
     jit_compile: bool = False  # XLA measured slower than plain TF on 2 CPU cores
     steps_per_execution: int = 1
@@ -358,6 +362,7 @@ def validate(cfg: Config, source: str) -> None:
         (0 <= cfg.train.label_smoothing < 1, "train.label_smoothing must be in [0, 1)"),
         (cfg.train.tapt_epochs >= 0, "train.tapt_epochs must be >= 0"),
         (0 <= cfg.train.ema_momentum < 1, "train.ema_momentum must be in [0, 1)"),
+        (0 <= cfg.train.rdrop_alpha <= 100, "train.rdrop_alpha must be in [0, 100]"),
         (cfg.data.truncation in ("head", "tail", "head_tail"),
          "data.truncation must be head, tail or head_tail"),
         (cfg.data.window_stride is None

@@ -102,6 +102,11 @@ class Task:
         """loss / loss_weights / metrics for model.compile."""
         raise NotImplementedError
 
+    def consistency_outputs(self) -> list:
+        """Outputs holding class logits, for R-Drop (train.rdrop_alpha): names in a
+        dict-output model, [None] for a single-output model, [] when there are none."""
+        return []
+
     def monitor(self) -> tuple[str, str]:
         """(validation log key, 'max' | 'min') for early stopping and best checkpoints."""
         raise NotImplementedError

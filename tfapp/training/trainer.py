@@ -25,6 +25,7 @@ from tfapp.training.optimizer import compile_with_optimizer
 from tfapp.training.restore import CALIBRATION_FILE, WEIGHTS_FILE, save_run_backbone
 from tfapp.training.run_context import RunContext
 from tfapp.training.serving_precision import model_to_serve
+from tfapp.training.consistency import repeat_rows, with_consistency
 from tfapp.training.weight_soup import soup_after_fit, validation_scorer
 
 
@@ -34,6 +35,21 @@ def freeze_for_training(cfg: Config, loaded) -> None:
     still learn."""
     if cfg.train.freeze_token_embeddings:
         loaded.backbone.get_layer("token_embedding").trainable = False
+
+
+def consistency_outputs(task, cfg: Config, distilling: bool) -> list:
+    """The outputs train.rdrop_alpha regularises ([] when off); refuses a task whose
+    model has no class logits, and distillation (its own training model)."""
+    if not cfg.train.rdrop_alpha:
+        return []
+    if distilling:
+        raise ConfigError("train.rdrop_alpha must be 0 when distilling (the distiller is "
+                          "its own training model)")
+    outputs = task.consistency_outputs()
+    if not outputs:
+        raise ConfigError(f"train.rdrop_alpha must be 0 for this {task.name} model: it has "
+                          f"no class-logit output to regularise")
+    return outputs
 
 
 def build_compiled_model(task, cfg: Config, loaded, placement, total_steps: int):
@@ -187,6 +203,7 @@ def train(cfg: Config, task_cls, run_dir: str | None = None, prepare=None) -> Pa
     ctx = RunContext.start(cfg)
     task = task_cls(cfg)
     splits = read_splits(task)
+    regularised = consistency_outputs(task, cfg, prepare is not None)
     # Resolve the backbone before writing, so a bad backbone leaves no half-made run.
     loaded = ctx.load_backbone()
     choose_max_length(cfg, task, loaded, splits)
@@ -202,6 +219,9 @@ def train(cfg: Config, task_cls, run_dir: str | None = None, prepare=None) -> Pa
         model = task.build_model(loaded)
         freeze_for_training(cfg, loaded)
         fitted = prepare(model) if prepare else model
+        if regularised:
+            fitted = with_consistency(model, regularised, cfg.train.rdrop_alpha)
+            train_ds = repeat_rows(train_ds)
     ctx.compile(fitted, steps * cfg.train.epochs, train_ds, **task.compile_args())
 
     monitor = task.monitor()

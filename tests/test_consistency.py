@@ -1,0 +1,114 @@
+"""train.rdrop_alpha: R-Drop, two dropout passes of each training example with the
+symmetric KL between their predictions added to the loss."""
+import json
+
+import numpy as np
+import pytest
+
+from conftest import run_cli, tiny_config
+
+
+def _kl(p, q):
+    return float(np.sum(p * (np.log(p) - np.log(q))))
+
+
+def test_paired_consistency_adds_half_alpha_times_the_symmetric_kl():
+    import tensorflow as tf
+
+    from tfapp.training.consistency import PairedConsistency
+
+    logits = np.array([[2.0, 0.0, -1.0], [0.0, 1.0, 0.0],  # one example, two passes
+                       [1.0, 1.0, 1.0], [1.0, 1.0, 1.0]], np.float32)  # agreeing passes
+    layer = PairedConsistency(0.8)
+    out = layer(tf.constant(logits), training=True)
+    np.testing.assert_array_equal(out.numpy(), logits)  # logits pass through unchanged
+    p, q = tf.nn.softmax(logits[0]).numpy(), tf.nn.softmax(logits[1]).numpy()
+    expected = 0.8 / 2 * np.mean([(_kl(p, q) + _kl(q, p)) / 2, 0.0])
+    assert len(layer.losses) == 1
+    assert float(layer.losses[0]) == pytest.approx(expected, rel=1e-5)
+
+    quiet = PairedConsistency(0.8)
+    quiet(tf.constant(logits), training=False)
+    assert quiet.losses == []
+
+
+def test_repeat_rows_puts_each_example_twice_side_by_side():
+    import tensorflow as tf
+
+    from tfapp.training.consistency import repeat_rows
+
+    ds = tf.data.Dataset.from_tensor_slices(
+        ({"ids": np.arange(6).reshape(3, 2)}, np.array([0, 1, 2]), np.array([1.0, 2.0, 3.0])))
+    x, y, w = next(iter(repeat_rows(ds.batch(3))))
+    np.testing.assert_array_equal(x["ids"].numpy(), [[0, 1], [0, 1], [2, 3], [2, 3],
+                                                     [4, 5], [4, 5]])
+    np.testing.assert_array_equal(y.numpy(), [0, 0, 1, 1, 2, 2])
+    np.testing.assert_array_equal(w.numpy(), [1, 1, 2, 2, 3, 3])
+    only_inputs = next(iter(repeat_rows(tf.data.Dataset.from_tensor_slices(
+        np.array([5, 6])).batch(2))))
+    np.testing.assert_array_equal(only_inputs.numpy(), [5, 5, 6, 6])
+
+
+def test_with_consistency_regularises_only_the_named_outputs():
+    import keras
+    import tensorflow as tf
+
+    from tfapp.training.consistency import with_consistency
+
+    inputs = keras.Input((4,))
+    hidden = keras.layers.Dropout(0.5)(keras.layers.Dense(8)(inputs))
+    model = keras.Model(inputs, {"label": keras.layers.Dense(3, name="label")(hidden),
+                                 "score": keras.layers.Dense(1, name="score")(hidden)})
+    wrapped = with_consistency(model, ["label"], 1.0)
+    assert [l.name for l in wrapped.layers if "consistency" in l.name] == ["label_consistency"]
+    assert {v.path for v in wrapped.trainable_weights} == {v.path for v in model.trainable_weights}
+    x = tf.constant(np.random.default_rng(0).normal(size=(8, 4)).astype(np.float32))
+    wrapped(x, training=True)
+    assert len(wrapped.losses) == 1 and float(wrapped.losses[0]) > 0
+
+    single = keras.Model(inputs, keras.layers.Dense(3)(hidden))
+    assert any(l.name == "consistency" for l in with_consistency(single, [None], 1.0).layers)
+
+
+def test_rdrop_alpha_range_is_checked(tmp_path):
+    from tfapp.core.errors import ConfigError
+
+    assert tiny_config(tmp_path).train.rdrop_alpha == 0.0
+    with pytest.raises(ConfigError, match=r"train.rdrop_alpha must be in \[0, 100\]"):
+        tiny_config(tmp_path, **{"train.rdrop_alpha": -1})
+
+
+def test_rdrop_is_refused_for_a_model_without_class_logits(tmp_path):
+    result = run_cli("tfapp.train", "--task", "qa", "--backbone", "tiny", "--set",
+                     "qa.mode=retrieval", "--set", "train.rdrop_alpha=1",
+                     "--run-dir", tmp_path / "run")
+    assert result.returncode != 0
+    assert ("error: train.rdrop_alpha must be 0 for this qa model: it has no class-logit "
+            "output to regularise") in result.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_consistency_outputs_follow_the_task(tmp_path):
+    from tfapp.core.errors import ConfigError
+    from tfapp.core.task import get_task
+    from tfapp.training.trainer import consistency_outputs
+
+    cfg = tiny_config(tmp_path, **{"train.rdrop_alpha": 1.0})
+    sentiment = get_task("sentiment")(cfg)
+    assert consistency_outputs(sentiment, cfg, distilling=False) == ["sentiment", "topic"]
+    with pytest.raises(ConfigError, match="train.rdrop_alpha must be 0 when distilling"):
+        consistency_outputs(sentiment, cfg, distilling=True)
+    off = tiny_config(tmp_path)
+    assert consistency_outputs(get_task("sentiment")(off), off, distilling=True) == []
+
+
+@pytest.mark.integration  # a whole CLI job with export
+def test_rdrop_run_end_to_end(tmp_path):
+    run_dir = tmp_path / "run"
+    result = run_cli("tfapp.train", "--task", "sentiment", "--backbone", "tiny", "--epochs", 1,
+                     "--set", "train.rdrop_alpha=1", "--run-dir", run_dir)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "rdrop_alpha: 1.0" in result.stdout
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert np.isfinite(metrics["history"]["loss"][0])
+    assert (run_dir / "export" / "sentiment" / "1" / "saved_model.pb").is_file()
