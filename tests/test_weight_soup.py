@@ -135,3 +135,4 @@ def test_weight_soup_run_end_to_end(tmp_path):
     assert soup["best_epoch_validation"] == pytest.approx(max(history))
     assert soup["validation"] >= soup["best_epoch_validation"]
     assert (run_dir / "export" / "sentiment" / "1" / "saved_model.pb").is_file()
+    assert f"the average of epochs {soup['epochs']}" in (run_dir / "MODEL_CARD.md").read_text()

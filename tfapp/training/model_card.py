@@ -17,6 +17,8 @@ def model_card(cfg: Config, task, loaded, splits, metrics: dict, export_dir, sec
         f"exact GELU {loaded.exact_gelu}",
         f"- training: {cfg.train.epochs} epoch(s) max, global batch {cfg.train.global_batch_size}, "
         f"AdamW lr {cfg.train.learning_rate}, seed {cfg.seed}, {seconds:.0f} s",
+        *([f"- weights: the average of epochs {metrics['weight_soup']['epochs']} "
+           f"(greedy weight soup on validation)"] if metrics.get("weight_soup") else []),
         f"- export: {export_dir or 'not exported'}"
         + (f" (computes in {metrics['export']['precision']})"
            if metrics.get("export", {}).get("precision") else ""),
