@@ -182,17 +182,24 @@ def run_tfapp(dataset: str, files: dict, recipe: str, seed: int, suite: Suite,
     epochs = len(next(iter(history.values())))
     out = {**headline(dataset, metrics["test"]), "seconds": seconds, "epochs_run": epochs}
     if dataset == "tfns_4k":
-        out.update(seconds_to_best_epoch(history, metrics["train_examples"]))
+        out.update(seconds_to_best_epoch(history, metrics["train_examples"],
+                                         metrics.get("weight_soup")))
     return out
 
 
-def seconds_to_best_epoch(history: dict, train_examples: int) -> dict:
+def seconds_to_best_epoch(history: dict, train_examples: int, soup: dict | None = None) -> dict:
     """The best validation epoch (macro-F1, the sentiment task's early-stopping metric;
     the first on ties, as EarlyStopping keeps it) and the training seconds up to its end,
-    validation included (each epoch's examples / its examples per second)."""
+    validation included (each epoch's examples / its examples per second). With a weight
+    soup the kept model needs every epoch it averages: the seconds run to the last of
+    them, plus the soup's own validation passes."""
     scores = history["val_macro_f1"]
     best = max(range(len(scores)), key=lambda i: (scores[i], -i))
     epoch_seconds = [train_examples / rate for rate in history["examples_per_second"]]
+    if soup:
+        last = max(soup["epochs"])
+        return {"best_epoch": last,
+                "seconds_to_best": round(sum(epoch_seconds[:last]) + soup["seconds"], 1)}
     return {"best_epoch": best + 1, "seconds_to_best": round(sum(epoch_seconds[:best + 1]), 1)}
 
 

@@ -60,3 +60,6 @@ def test_seconds_to_best_epoch_sums_the_epochs_up_to_the_first_best():
     history = {"val_macro_f1": [0.5, 0.7, 0.7, 0.6], "examples_per_second": [10, 20, 20, 40]}
     # 400 examples an epoch: 40 s + 20 s up to epoch 2 (the first of the tied best).
     assert seconds_to_best_epoch(history, 400) == {"best_epoch": 2, "seconds_to_best": 60.0}
+    # A soup of epochs 2 and 3 needs epoch 3 too, and its own validation passes.
+    soup = {"epochs": [2, 3], "seconds": 5.0}
+    assert seconds_to_best_epoch(history, 400, soup) == {"best_epoch": 3, "seconds_to_best": 85.0}
