@@ -43,6 +43,7 @@ RECIPES = {
     "weight_soup": ["train.weight_soup=true"],
     "freeze_embeddings": ["train.freeze_token_embeddings=true"],
     "rdrop": ["train.rdrop_alpha=1"],
+    "rdrop_soup": ["train.rdrop_alpha=1", "train.weight_soup=true"],
 }
 
 
