@@ -38,17 +38,16 @@ def freeze_for_training(cfg: Config, loaded) -> None:
 
 
 def consistency_outputs(task, cfg: Config, distilling: bool) -> list:
-    """The outputs train.rdrop_alpha regularises ([] when off); refuses a task whose
-    model has no class logits, and distillation (its own training model)."""
+    """The outputs train.rdrop_alpha regularises: [] when it is off, when distilling (the
+    distiller is its own training model) and for a model without class logits (QA
+    retrieval, recommendation); those two say so and train without it."""
     if not cfg.train.rdrop_alpha:
         return []
-    if distilling:
-        raise ConfigError("train.rdrop_alpha must be 0 when distilling (the distiller is "
-                          "its own training model)")
-    outputs = task.consistency_outputs()
+    outputs = [] if distilling else task.consistency_outputs()
     if not outputs:
-        raise ConfigError(f"train.rdrop_alpha must be 0 for this {task.name} model: it has "
-                          f"no class-logit output to regularise")
+        why = ("the distiller is its own training model" if distilling else
+               f"this {task.name} model has no class-logit output")
+        say(f"train.rdrop_alpha {cfg.train.rdrop_alpha:g} not applied: {why}")
     return outputs
 
 
