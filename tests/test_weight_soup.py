@@ -112,6 +112,33 @@ def test_epoch_weights_and_scorer_reproduce_what_fit_logged():
         validation_scorer(model, val, [extra], "val_missing")()
 
 
+def test_epoch_weights_survive_a_kill_through_the_backup_folder(tmp_path):
+    import keras
+
+    from tfapp.training.weight_soup import EpochWeights
+
+    keras.utils.set_random_seed(0)
+    x = np.random.default_rng(1).normal(size=(32, 2)).astype(np.float32)
+    y = x.sum(axis=1, keepdims=True)
+    model = _dense()
+    model.compile(keras.optimizers.SGD(0.05), "mse")
+    before = EpochWeights("val_loss", tmp_path / "backup")
+    model.fit(x, y, epochs=2, validation_data=(x, y), verbose=0, callbacks=[before])
+    (tmp_path / "backup" / "soup" / "epoch_0003.partial.npz").write_bytes(b"cut short")
+
+    after = EpochWeights("val_loss", tmp_path / "backup")  # the resumed process
+    after.set_model(model)
+    after.on_train_begin()
+    assert [(i.epoch, i.score) for i in after.ingredients] == [
+        (i.epoch, pytest.approx(i.score)) for i in before.ingredients]
+    for a, b in zip(after.ingredients, before.ingredients):
+        for wa, wb in zip(a.weights, b.weights):
+            np.testing.assert_array_equal(wa, wb)
+    after.on_epoch_end(1, {"val_loss": 0.5})  # epoch 2 run again after the kill
+    assert sorted(i.epoch for i in after.ingredients) == [1, 2]
+    assert [i.score for i in after.ingredients if i.epoch == 2] == [0.5]
+
+
 def test_weight_soup_is_off_by_default_and_must_be_a_boolean(tmp_path):
     from tfapp.core.errors import ConfigError
 

@@ -210,7 +210,7 @@ class RunContext:
                      TrainingStats(examples_per_epoch, summary_keys, printer=say)]
         early_stopping = checkpoint = None
         if monitor and train_cfg.weight_soup:
-            self.epoch_weights = EpochWeights(monitor[0])
+            self.epoch_weights = EpochWeights(monitor[0], backup)
             callbacks.append(self.epoch_weights)
         if monitor:
             early_stopping = keras.callbacks.EarlyStopping(

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+from pathlib import Path
 from typing import Callable, Optional
 
 import keras
@@ -25,20 +27,45 @@ class Ingredient:
 
 class EpochWeights(keras.callbacks.Callback):
     """Keeps every epoch's trainable weights with its monitored validation value. Put it
-    after the callbacks that add the monitored value to the logs."""
+    after the callbacks that add the monitored value to the logs. With `backup_dir` each
+    epoch is also written there, so a run killed and resumed soups the same epochs as one
+    that never stopped (BackupAndRestore removes the folder when training ends)."""
 
-    def __init__(self, monitor: str):
+    def __init__(self, monitor: str, backup_dir: Optional[Path] = None):
         super().__init__()
         self.monitor = monitor
+        self.folder = Path(backup_dir) / "soup" if backup_dir is not None else None
         self.ingredients: list[Ingredient] = []
+
+    def on_train_begin(self, logs=None):
+        if self.folder is None or not self.folder.is_dir():
+            return
+        for path in sorted(self.folder.glob("epoch_*.npz")):
+            if path.name.endswith(".partial.npz"):  # killed while writing it
+                continue
+            with np.load(path) as saved:
+                weights = [saved[f"w{k}"] for k in range(len(saved.files) - 2)]
+                self._keep(Ingredient(int(saved["epoch"]), float(saved["score"]), weights))
+
+    def _keep(self, ingredient: Ingredient) -> None:
+        # An epoch run again after a kill replaces the copy saved before it.
+        self.ingredients = [i for i in self.ingredients if i.epoch != ingredient.epoch]
+        self.ingredients.append(ingredient)
 
     def on_epoch_end(self, epoch, logs=None):
         score = (logs or {}).get(self.monitor)
         if score is None or not math.isfinite(float(score)):
             return
-        self.ingredients.append(Ingredient(
-            epoch + 1, float(score),
-            [keras.ops.convert_to_numpy(v) for v in self.model.trainable_weights]))
+        ingredient = Ingredient(epoch + 1, float(score), [keras.ops.convert_to_numpy(v)
+                                                          for v in self.model.trainable_weights])
+        self._keep(ingredient)
+        if self.folder is not None:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            path = self.folder / f"epoch_{ingredient.epoch:04d}.npz"
+            partial = path.with_name(path.stem + ".partial.npz")
+            np.savez(partial, epoch=ingredient.epoch, score=ingredient.score,
+                     **{f"w{k}": w for k, w in enumerate(ingredient.weights)})
+            os.replace(partial, path)
 
 
 def validation_scorer(model: keras.Model, val_ds, task_callbacks, monitor: str) -> Callable:
