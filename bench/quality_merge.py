@@ -49,7 +49,7 @@ def shipped_change(a: dict | None, b: dict | None) -> tuple | None:
 
 
 def merge(results: list[dict], names: list[str], command: str,
-          seeds: list[int] | None = None) -> dict:
+          seeds: list[int] | None = None, recipes: list[str] | None = None) -> dict:
     """The runs of `results` (bench.quality JSON dicts, read from `names`) as one result,
     over `seeds` (default: the first result's). Each recipe's seeds may come from several
     runs (e.g. seed 1 in one, seeds 2 and 3 in another); every recipe must have every kept
@@ -81,11 +81,13 @@ def merge(results: list[dict], names: list[str], command: str,
                                   "date": result["date"],
                                   "wall_seconds": result.get("wall_seconds", 0.0)})
         merged["wall_seconds"] += result.get("wall_seconds", 0.0)
-        for recipe in result["recipes"]:
+        kept = [r for r in result["recipes"] if recipes is None or r in recipes]
+        for recipe in kept:
             if recipe not in merged["recipes"]:
                 merged["recipes"].append(recipe)
         for recipe, sets in result.get("overrides", {}).items():
-            merged["overrides"].setdefault(recipe, sets)
+            if recipe in kept:
+                merged["overrides"].setdefault(recipe, sets)
         for dataset, block in result["datasets"].items():
             into = merged["datasets"].setdefault(
                 dataset, {"sizes": block["sizes"], "runs": {}, "summary": {}})
@@ -93,6 +95,8 @@ def merge(results: list[dict], names: list[str], command: str,
                 raise MergeError(f"{name}: {dataset} sizes {block['sizes']} differ from "
                                  f"{into['sizes']}")
             for recipe, runs in block["runs"].items():
+                if recipe not in kept:
+                    continue
                 by_seed.setdefault((dataset, recipe), {})
                 origin.setdefault((dataset, recipe), (name, result["seeds"]))
                 for seed, one in zip(result["seeds"], runs):
@@ -130,6 +134,7 @@ def main(argv=None) -> None:
     parser.add_argument("--out", required=True, help="where QUALITY.md and quality.json go")
     parser.add_argument("--seeds", help="comma-separated seeds to keep of each run "
                         "(default: the first run's)")
+    parser.add_argument("--recipes", help="comma-separated recipes to keep (default: all)")
     args = parser.parse_args(argv)
     names = list(args.results)
     try:
@@ -140,7 +145,7 @@ def main(argv=None) -> None:
     try:
         merged = merge([_load(Path(n)) for n in names], names,
                        "python -m bench.quality_merge " + " ".join(argv or sys.argv[1:]),
-                       seeds)
+                       seeds, args.recipes.split(",") if args.recipes else None)
     except MergeError as e:
         raise SystemExit(f"error: {e}") from None
     out = Path(args.out)

@@ -107,3 +107,18 @@ def test_a_recipes_seeds_join_from_runs_made_side_by_side(tmp_path):
     runs = merged["datasets"]["tfns"]["runs"]["reference"]
     assert [r["macro_f1"] for r in runs] == [0.80, 0.81, 0.90]  # in seed order
     assert len(merged["sources"]) == 3
+
+
+def test_recipes_keeps_only_the_named_recipes(tmp_path):
+    base = write(tmp_path, "base.json", run({"reference": [0.80, 0.82, 0.84],
+                                             "default": [0.83, 0.84, 0.85]}))
+    # A recipe run with one seed only would stop the merge unless it is left out.
+    screen = write(tmp_path, "screen.json", run({"lr": [0.81]}, seeds=(1,)))
+    lever = write(tmp_path, "lever.json", run({"ema_slow": [0.85, 0.86, 0.87]}))
+    main([base, screen, lever, "--recipes", "reference,ema_slow", "--out", str(tmp_path / "out")])
+    merged = json.loads((tmp_path / "out" / "quality.json").read_text())
+    assert merged["recipes"] == ["reference", "ema_slow"]
+    assert set(merged["datasets"]["tfns"]["runs"]) == {"reference", "ema_slow"}
+    assert set(merged["overrides"]) == {"ema_slow"}
+    text = (tmp_path / "out" / "QUALITY.md").read_text()
+    assert "| default |" not in text and "| lr |" not in text
