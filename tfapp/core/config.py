@@ -105,8 +105,7 @@ class TrainConfig:
     # from the best epoch on validation, average in the next-best while validation does
     # not get worse). The best epoch alone when averaging does not help. false: off.
     weight_soup: bool = False
-    # Keep the pretrained word-piece embeddings fixed (fewer weights to update and to
-    # overfit). false: they are fine-tuned with the rest.
+    # Keep the pretrained word-piece embeddings fixed (fewer weights to update, overfit).
     freeze_token_embeddings: bool = False
     # R-Drop: each training example passes twice (two dropout masks) and alpha/2 x the
     # symmetric KL between the two predictions joins the loss (classification outputs
