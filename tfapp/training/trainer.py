@@ -233,14 +233,9 @@ def train(cfg: Config, task_cls, run_dir: str | None = None, prepare=None) -> Pa
     history = ctx.fit(fitted, train_ds, val_ds, callbacks)
     soup = None
     if ctx.epoch_weights is not None:
-        soup_started = time.perf_counter()
         soup = soup_after_fit(fitted, ctx.epoch_weights, ctx.best_state.early_stopping,
                               validation_scorer(fitted, val_ds, task_callbacks, monitor[0]),
                               monitor[1], log=say)
-        soup["seconds"] = round(time.perf_counter() - soup_started, 1)
-        say(f"weight soup: epochs {soup['epochs']}, validation {monitor[0]} "
-            f"{soup['validation']:.4f} (best epoch {soup['best_epoch']} alone: "
-            f"{soup['best_epoch_validation']:.4f})")
     train_seconds = time.perf_counter() - started
 
     served = served_model(ctx, task, loaded, model)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import time
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -125,9 +126,16 @@ def greedy_soup(model: keras.Model, ingredients: list[Ingredient], score: Callab
 def soup_after_fit(model: keras.Model, epoch_weights: EpochWeights, early_stopping,
                    score: Callable[[], float], mode: str, log: Callable = print) -> dict:
     """The greedy soup of a finished `fit`: the epochs `epoch_weights` kept, plus the best
-    weights early stopping restored into `model` (when that epoch came before a resume)."""
+    weights early stopping restored into `model` (when that epoch came before a resume).
+    The returned choice also holds the soup's `seconds`."""
+    started = time.perf_counter()
     current = None
     if early_stopping is not None and early_stopping.best is not None:
         current = Ingredient(int(early_stopping.best_epoch) + 1, float(early_stopping.best),
                              [keras.ops.convert_to_numpy(v) for v in model.trainable_weights])
-    return greedy_soup(model, epoch_weights.ingredients, score, mode, current, log)
+    soup = greedy_soup(model, epoch_weights.ingredients, score, mode, current, log)
+    soup["seconds"] = round(time.perf_counter() - started, 1)
+    log(f"weight soup: epochs {soup['epochs']}, validation {epoch_weights.monitor} "
+        f"{soup['validation']:.4f} (best epoch {soup['best_epoch']} alone: "
+        f"{soup['best_epoch_validation']:.4f})")
+    return soup
