@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import sys
 from pathlib import Path
 
@@ -83,7 +84,9 @@ def run_logits(run_dir: str) -> dict:
     if len(splits["test"]) == 0:
         raise SystemExit(f"{run_dir}: the run has no test file (data.test_file)")
     model = restored.served()
-    out = {}
+    recorded = Path(run_dir) / "metrics.json"
+    out = {"seconds": json.loads(recorded.read_text()).get("wall_seconds")
+           if recorded.is_file() else None}
     for split in ("validation", "test"):
         examples = splits[split]
         logits = predict_texts(model, packer, examples.texts, cfg.train.global_batch_size,
@@ -103,7 +106,7 @@ def analyse(name: str, runs: list[str], logits: list[dict]) -> dict:
         classes = t_logits.shape[1]
         offsets = tune_offsets(log_softmax(v_logits), v_labels)
         rows.append({
-            "run": run,
+            "run": run, "seconds": lg["seconds"],
             "test_macro_f1": macro_f1(test_labels, t_logits.argmax(axis=1), classes),
             "validation_macro_f1": macro_f1(v_labels, v_logits.argmax(axis=1), classes),
             "offsets": [round(float(o), 4) for o in offsets],
@@ -130,11 +133,12 @@ def markdown(result: dict) -> str:
         tuned = np.array([r["test_macro_f1_offsets"] for r in rows])
         lines += [f"## {recipe['name']}", "",
                   "| run | macro-F1 | with offsets | offsets | validation "
-                  "| validation with offsets |",
-                  "|---|---|---|---|---|---|"]
+                  "| validation with offsets | seconds |",
+                  "|---|---|---|---|---|---|---|"]
         lines += [f"| `{r['run']}` | {r['test_macro_f1']:.4f} | {r['test_macro_f1_offsets']:.4f} "
                   f"| {', '.join(f'{o:+.2f}' for o in r['offsets'])} "
-                  f"| {r['validation_macro_f1']:.4f} | {r['validation_macro_f1_offsets']:.4f} |"
+                  f"| {r['validation_macro_f1']:.4f} | {r['validation_macro_f1_offsets']:.4f} "
+                  f"| {r['seconds'] if r['seconds'] is not None else '-'} |"
                   for r in rows]
         spread = single.std(ddof=1) if len(single) > 1 else 0.0
         ensembles = "; ".join(f"ensemble of {k}: {v:.4f}" for k, v in recipe["ensembles"].items())

@@ -70,6 +70,7 @@ def test_cli_reads_finished_runs_and_writes_the_table(tmp_path):
         recorded = json.loads((run_dir / "metrics.json").read_text())["test"]["sentiment"]
         assert row["test_macro_f1"] == pytest.approx(recorded["macro_f1"], abs=1e-6)
         assert len(row["offsets"]) == 3
+        assert row["seconds"] == json.loads((run_dir / "metrics.json").read_text())["wall_seconds"]
         assert row["validation_macro_f1_offsets"] >= row["validation_macro_f1"]
     table = (out / "CEILING.md").read_text()
     assert "## tiny" in table and "ensemble of 2" in table
