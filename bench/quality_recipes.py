@@ -44,6 +44,7 @@ RECIPES = {
     "freeze_embeddings": ["train.freeze_token_embeddings=true"],
     "rdrop": ["train.rdrop_alpha=1"],
     "rdrop_soup": ["train.rdrop_alpha=1", "train.weight_soup=true"],
+    "refit": ["train.refit=true"],
 }
 
 

@@ -165,6 +165,13 @@ class SentimentTask(Task):
             return np.array([cw.get(label, 1.0) for label in self.params.labels], float)
         return np.ones(n)
 
+    def combine(self, train: Examples, validation: Examples) -> Examples:
+        topics = (None if train.topics is None
+                  else np.concatenate([train.topics, validation.topics]))
+        return Examples(train.texts + validation.texts,
+                        np.concatenate([train.labels, validation.labels]), topics,
+                        f"{train.source} + {validation.source}")
+
     def texts(self, examples: Examples) -> list[str]:
         return examples.texts
 

@@ -77,9 +77,7 @@ class TrainConfig:
     strategy: str = "auto"  # auto | default | mirrored | multiworker | tpu
     precision: str = "auto"  # auto | float32 | mixed_float16 | mixed_bfloat16
     tpu: Optional[str] = None  # TPU name or grpc:// address for --strategy tpu
-    # Split the host CPU into this many logical devices, so MirroredStrategy can be tried
-    # (and tested) without GPUs. 1 leaves the CPU as one device.
-    cpu_replicas: int = 1
+    cpu_replicas: int = 1  # >1: logical CPU devices, to try MirroredStrategy without GPUs
     # Layer-wise learning-rate decay: encoder layer i of L learns at
     # learning_rate * layer_decay ** (L + 1 - (i + 1)), the embeddings at decay ** (L + 1),
     # the head at the full rate. 1.0: off.
@@ -105,8 +103,10 @@ class TrainConfig:
     # from the best epoch on validation, average in the next-best while validation does
     # not get worse). The best epoch alone when averaging does not help. false: off.
     weight_soup: bool = False
-    # Keep the pretrained word-piece embeddings fixed (fewer weights to update, overfit).
-    freeze_token_embeddings: bool = False
+    freeze_token_embeddings: bool = False  # true: the pretrained word pieces stay fixed
+    # After validation has chosen the epochs (and soup), train a fresh model on training +
+    # validation examples for as many epochs and serve it (about twice the training time).
+    refit: bool = False
     # R-Drop: each training example passes twice (two dropout masks) and alpha/2 x the
     # symmetric KL between the two predictions joins the loss (classification outputs
     # only; about twice the compute per step). 0: off.

@@ -78,6 +78,11 @@ class Task:
         """The packer `texts` are truncated by (for the truncation report)."""
         return packer
 
+    def combine(self, train, validation) -> Any:
+        """The training and validation examples as one training set (train.refit), or None
+        when the task cannot train on its validation data (e.g. it calibrates on it)."""
+        return None
+
     def training_size(self, examples) -> int:
         """Training examples per epoch (for examples/s), e.g. clicks rather than rows."""
         return len(examples)

@@ -25,7 +25,7 @@ def hparams_of(cfg: Config) -> dict:
             "label_smoothing": t.label_smoothing, "ema_momentum": t.ema_momentum,
             "weight_soup": t.weight_soup,
             "freeze_token_embeddings": t.freeze_token_embeddings,
-            "rdrop_alpha": t.rdrop_alpha,
+            "rdrop_alpha": t.rdrop_alpha, "refit": t.refit,
             "tapt_epochs": t.tapt_epochs, "truncation": cfg.data.truncation,
             "dropout": -1.0 if b.dropout is None else b.dropout,  # -1: the checkpoint's
             "precision": t.precision}

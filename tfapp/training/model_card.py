@@ -19,6 +19,9 @@ def model_card(cfg: Config, task, loaded, splits, metrics: dict, export_dir, sec
         f"AdamW lr {cfg.train.learning_rate}, seed {cfg.seed}, {seconds:.0f} s",
         *([f"- weights: the average of epochs {metrics['weight_soup']['epochs']} "
            f"(greedy weight soup on validation)"] if metrics.get("weight_soup") else []),
+        *([f"- refit: retrained on {metrics['refit']['examples']} training + validation "
+           f"examples, epochs {metrics['refit']['epochs']} kept; the validation metrics "
+           f"below are the first model's"] if metrics.get("refit") else []),
         f"- export: {export_dir or 'not exported'}"
         + (f" (computes in {metrics['export']['precision']})"
            if metrics.get("export", {}).get("precision") else ""),

@@ -26,6 +26,7 @@ from tfapp.training.restore import CALIBRATION_FILE, WEIGHTS_FILE, save_run_back
 from tfapp.training.run_context import RunContext
 from tfapp.training.serving_precision import model_to_serve
 from tfapp.training.consistency import repeat_rows, with_consistency
+from tfapp.training.refit import epochs_to_refit, examples_to_refit, refit
 from tfapp.training.weight_soup import soup_after_fit, validation_scorer
 
 
@@ -147,7 +148,9 @@ def served_model(ctx: RunContext, task, loaded, model):
 
 
 def evaluate_served(ctx: RunContext, task, served, splits: dict, packer, history,
-                    fitted) -> dict:
+                    fitted, validation: dict | None = None) -> dict:
+    """Calibration, then validation and test metrics of the served model (`validation`:
+    metrics computed earlier, from a model that had not trained on those examples)."""
     calibration = task.calibrate(served, splits["validation"], packer)
     if calibration is not None:
         task.set_calibration(calibration)
@@ -159,7 +162,8 @@ def evaluate_served(ctx: RunContext, task, served, splits: dict, packer, history
                {k: [float(v) for v in vals] for k, vals in history.history.items()},
                # Restored by BackupAndRestore, so a resumed run counts its earlier steps.
                "optimizer_steps": int(keras.ops.convert_to_numpy(fitted.optimizer.iterations)),
-               "validation": task.evaluate(served, splits["validation"], packer),
+               "validation": (validation if validation is not None else
+                              task.evaluate(served, splits["validation"], packer)),
                "test": task.evaluate(served, splits["test"], packer)}
     if calibration is not None:
         metrics["calibration"] = calibration
@@ -203,6 +207,7 @@ def train(cfg: Config, task_cls, run_dir: str | None = None, prepare=None) -> Pa
     task = task_cls(cfg)
     splits = read_splits(task)
     regularised = consistency_outputs(task, cfg, prepare is not None)
+    refit_examples = examples_to_refit(cfg, task, splits, prepare is not None)
     # Resolve the backbone before writing, so a bad backbone leaves no half-made run.
     loaded = ctx.load_backbone()
     choose_max_length(cfg, task, loaded, splits)
@@ -214,13 +219,20 @@ def train(cfg: Config, task_cls, run_dir: str | None = None, prepare=None) -> Pa
     packer = TextPacker.from_config(loaded.tokenizer, cfg)
     report_truncation(task, packer, splits)
     train_ds, val_ds, steps = make_datasets(task, splits, packer, cfg.train.global_batch_size)
-    with ctx.scope():
-        model = task.build_model(loaded)
-        freeze_for_training(cfg, loaded)
-        fitted = prepare(model) if prepare else model
-        if regularised:
-            fitted = with_consistency(model, regularised, cfg.train.rdrop_alpha)
-            train_ds = repeat_rows(train_ds)
+
+    def build(loaded):
+        """(task model, the model fitted, R-Drop outputs) on `loaded`."""
+        with ctx.scope():
+            model = task.build_model(loaded)
+            freeze_for_training(cfg, loaded)
+            fitted = prepare(model) if prepare else model
+            if regularised:
+                fitted = with_consistency(model, regularised, cfg.train.rdrop_alpha)
+        return model, fitted, regularised
+
+    model, fitted, _ = build(loaded)
+    if regularised:
+        train_ds = repeat_rows(train_ds)
     ctx.compile(fitted, steps * cfg.train.epochs, train_ds, **task.compile_args())
 
     monitor = task.monitor()
@@ -236,12 +248,21 @@ def train(cfg: Config, task_cls, run_dir: str | None = None, prepare=None) -> Pa
         soup = soup_after_fit(fitted, ctx.epoch_weights, ctx.best_state.early_stopping,
                               validation_scorer(fitted, val_ds, task_callbacks, monitor[0]),
                               monitor[1], log=say)
+    validation = refitted = None
+    if refit_examples is not None:
+        validation = task.evaluate(served_model(ctx, task, loaded, model),
+                                   splits["validation"], packer)
+        model, loaded, refitted = refit(ctx, task, refit_examples, packer, build,
+                                        epochs_to_refit(cfg, ctx.best_state.early_stopping,
+                                                        soup))
     train_seconds = time.perf_counter() - started
 
     served = served_model(ctx, task, loaded, model)
-    metrics = evaluate_served(ctx, task, served, splits, packer, history, fitted)
+    metrics = evaluate_served(ctx, task, served, splits, packer, history, fitted, validation)
     if soup is not None:
         metrics["weight_soup"] = soup
+    if refitted is not None:
+        metrics["refit"] = refitted
     if ctx.chief:
         publish(ctx, task, model, served, packer, loaded, splits, metrics, started,
                 train_seconds)
