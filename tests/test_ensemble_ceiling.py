@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from bench.ensemble_ceiling import ensemble_f1, log_softmax, macro_f1, main, tune_offsets
+from bench.ensemble_ceiling import (ensemble_f1, log_softmax, macro_f1, main, markdown,
+                                    tune_offsets)
 from conftest import keyword_sentiment_csv, run_cli
 
 
@@ -69,13 +70,28 @@ def test_cli_reads_finished_runs_and_writes_the_table(tmp_path):
         # The run's own test metric, recomputed from its model.
         recorded = json.loads((run_dir / "metrics.json").read_text())["test"]["sentiment"]
         assert row["test_macro_f1"] == pytest.approx(recorded["macro_f1"], abs=1e-6)
-        assert len(row["offsets"]) == 3
+        assert len(row["offsets"]) == 3 and row["validation_seen"] is False
         assert row["seconds"] == json.loads((run_dir / "metrics.json").read_text())["wall_seconds"]
         assert row["validation_macro_f1_offsets"] >= row["validation_macro_f1"]
     table = (out / "CEILING.md").read_text()
-    assert "## tiny" in table and "ensemble of 2" in table
+    assert "## tiny" in table
+    assert "| recipe | one run | with tuned offsets | ensemble of 2 |" in table
 
 
 def test_cli_refuses_a_name_count_that_differs_from_the_run_lists(tmp_path):
     with pytest.raises(SystemExit):
         main(["--runs", "a", "--runs", "b", "--name", "x", "--out", str(tmp_path)])
+
+
+def test_the_table_warns_when_runs_trained_on_their_validation_split():
+    row = {"run": "r", "seconds": 1.0, "test_macro_f1": 0.8, "validation_macro_f1": 0.9,
+           "offsets": [0.0, 0.0], "validation_macro_f1_offsets": 0.9,
+           "test_macro_f1_offsets": 0.8}
+    result = {"command": "c", "date": "d", "machine": "m", "recipes": [
+        {"name": "plain", "runs": [{**row, "validation_seen": False}], "ensembles": {}},
+        {"name": "refit", "runs": [{**row, "validation_seen": True}], "ensembles": {}}]}
+    table = markdown(result)
+    assert "| recipe | one run | with tuned offsets |\n|---|---|---|\n" in table
+    assert "| plain | 0.8000 ± 0.0000 | 0.8000 |" in table
+    assert table.count("trained on") == 1
+    assert table.index("trained on") > table.index("## refit")
