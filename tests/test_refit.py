@@ -81,6 +81,19 @@ def test_keep_epochs_copies_the_listed_epochs_weights():
     np.testing.assert_allclose(keep.kept[3][0], model.trainable_weights[0].numpy())
 
 
+def test_assign_mean_averages_the_kept_epochs():
+    import keras
+
+    from tfapp.training.refit import assign_mean
+
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    first = [np.array([[1.0], [3.0]], np.float32), np.array([2.0], np.float32)]
+    second = [np.array([[3.0], [5.0]], np.float32), np.array([4.0], np.float32)]
+    assign_mean(model, [first, second])
+    np.testing.assert_allclose(model.trainable_weights[0].numpy(), [[2.0], [4.0]])
+    np.testing.assert_allclose(model.trainable_weights[1].numpy(), [3.0])
+
+
 @pytest.mark.parametrize("task, sets, message", [
     ("qa", [], "train.refit: the qa task cannot train on its validation data"),
     ("sentiment", ["train.ema_momentum=0.9"], "train.refit: not supported with train.ema"),

@@ -70,6 +70,13 @@ class KeepEpochs(keras.callbacks.Callback):
                                     for v in self.source.trainable_weights]
 
 
+def assign_mean(model: keras.Model, weight_lists: list[list]) -> None:
+    """Sets `model`'s trainable weights to the element-wise mean of `weight_lists` (each a
+    list of arrays in `model.trainable_weights` order)."""
+    for variable, *values in zip(model.trainable_weights, *weight_lists):
+        variable.assign(np.mean(values, axis=0).astype(values[0].dtype))
+
+
 def refit(ctx, task, combined, packer, build: Callable, epochs: list[int]) -> tuple:
     """Trains `build(loaded) -> (model, training model, regularised)` from the pretrained
     backbone on `combined` for max(epochs) epochs and sets the model's weights to the mean
@@ -99,9 +106,7 @@ def refit(ctx, task, combined, packer, build: Callable, epochs: list[int]) -> tu
     if ctx.guard.where is not None:
         raise TfappError(f"refit diverged: {ctx.guard.where}; nothing was exported or "
                          f"published (lower train.learning_rate or set train.refit false)")
-    kept = [keep.kept[e] for e in sorted(epochs)]
-    for variable, *values in zip(model.trainable_weights, *kept):
-        variable.assign(np.mean(values, axis=0).astype(values[0].dtype))
+    assign_mean(model, [keep.kept[e] for e in sorted(epochs)])
     record = {"epochs": sorted(epochs), "examples": size,
               "seconds": round(time.perf_counter() - started, 1)}
     say(f"refit: done in {record['seconds']:.0f} s")
