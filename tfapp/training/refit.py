@@ -6,8 +6,8 @@ instead of only choosing it, at about twice the training time.
 
 Validation metrics stay those of the first model: the refit model has seen those
 examples. A task that calibrates on validation data (QA's hand-off threshold) cannot
-refit (`Task.combine` returns None), nor can distillation or EMA runs, whose training
-model is not the task's own."""
+refit (`Task.combine` returns None), nor can distillation (the distiller, not the
+task's model, trains) or EMA runs (the refit keeps no moving average)."""
 from __future__ import annotations
 
 import sys
