@@ -166,6 +166,14 @@ def seeded_split(keys: Sequence, fractions: Sequence[float], seed: int) -> list[
     return [np.array(sorted(p), dtype=np.int64) for p in parts]
 
 
+def with_counted_steps(dataset: tf.data.Dataset) -> tuple[tf.data.Dataset, int]:
+    """(dataset with its true cardinality, batches per epoch). Length buckets flush partial
+    batches, so the batches are counted (one pass, which also fills a cache) and Keras
+    shows a true progress bar."""
+    steps = int(dataset.reduce(0, lambda n, _: n + 1))
+    return dataset.apply(tf.data.experimental.assert_cardinality(steps)), steps
+
+
 def count_truncated(packer, texts: Sequence[str], batch_size: int = 256) -> tuple[int, int]:
     """(number of texts longer than max_seq_length tokens, longest length in word pieces)."""
     lengths = packer.token_lengths(texts, batch_size)

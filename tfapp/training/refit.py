@@ -15,14 +15,14 @@ import time
 from typing import Callable, Optional
 
 import keras
-import numpy as np
-import tensorflow as tf
 
 from tfapp.core.config import Config
+from tfapp.core.data import with_counted_steps
 from tfapp.core.errors import ConfigError, TfappError
 from tfapp.core.log import say
 from tfapp.training.consistency import repeat_rows
 from tfapp.training.progress import TrainingStats
+from tfapp.training.weight_soup import assign_weights, mean_weights
 
 
 def examples_to_refit(cfg: Config, task, splits: dict, distilling: bool):
@@ -73,8 +73,7 @@ class KeepEpochs(keras.callbacks.Callback):
 def assign_mean(model: keras.Model, weight_lists: list[list]) -> None:
     """Sets `model`'s trainable weights to the element-wise mean of `weight_lists` (each a
     list of arrays in `model.trainable_weights` order)."""
-    for variable, *values in zip(model.trainable_weights, *weight_lists):
-        variable.assign(np.mean(values, axis=0).astype(values[0].dtype))
+    assign_weights(model, mean_weights(weight_lists))
 
 
 def refit(ctx, task, combined, packer, build: Callable, epochs: list[int]) -> tuple:
@@ -85,9 +84,8 @@ def refit(ctx, task, combined, packer, build: Callable, epochs: list[int]) -> tu
     started = time.perf_counter()
     keras.utils.set_random_seed(cfg.seed)
     loaded = ctx.load_backbone()
-    train_ds = task.dataset(combined, packer, cfg.train.global_batch_size, training=True)
-    steps = int(train_ds.reduce(0, lambda n, _: n + 1))
-    train_ds = train_ds.apply(tf.data.experimental.assert_cardinality(steps))
+    train_ds, steps = with_counted_steps(
+        task.dataset(combined, packer, cfg.train.global_batch_size, training=True))
     model, fitted, regularised = build(loaded)
     if regularised:
         train_ds = repeat_rows(train_ds)

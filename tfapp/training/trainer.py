@@ -10,11 +10,10 @@ from pathlib import Path
 
 import keras
 import numpy as np
-import tensorflow as tf
 
 from tfapp.core.backbone import TextPacker
 from tfapp.core.config import Config
-from tfapp.core.data import count_truncated
+from tfapp.core.data import count_truncated, with_counted_steps
 from tfapp.core.errors import ConfigError
 from tfapp.core.log import say
 from tfapp.core.rundir import atomic_write_text, dir_size_bytes, write_json
@@ -130,13 +129,10 @@ def report_truncation(task, packer: TextPacker, splits: dict) -> None:
 
 
 def make_datasets(task, splits: dict, packer: TextPacker, batch: int):
-    """(train, validation, steps per epoch). Length buckets flush partial batches, so the
-    real number of steps is counted (one pass, which also fills the cache) and Keras shows
-    a true progress bar."""
-    train_ds = task.dataset(splits["train"], packer, batch, training=True)
-    val_ds = task.dataset(splits["validation"], packer, batch, training=False)
-    steps = int(train_ds.reduce(0, lambda n, _: n + 1))
-    return train_ds.apply(tf.data.experimental.assert_cardinality(steps)), val_ds, steps
+    """(train, validation, steps per epoch, counted: see with_counted_steps)."""
+    train_ds, steps = with_counted_steps(task.dataset(splits["train"], packer, batch,
+                                                      training=True))
+    return train_ds, task.dataset(splits["validation"], packer, batch, training=False), steps
 
 
 def served_model(ctx: RunContext, task, loaded, model):

@@ -85,14 +85,16 @@ def validation_scorer(model: keras.Model, val_ds, task_callbacks, monitor: str) 
     return score
 
 
-def _assign(model: keras.Model, weights: list) -> None:
+def assign_weights(model: keras.Model, weights: list) -> None:
+    """Sets `model`'s trainable weights (in `model.trainable_weights` order)."""
     for variable, value in zip(model.trainable_weights, weights):
         variable.assign(value)
 
 
-def _average(ingredients: list[Ingredient]) -> list:
-    return [np.mean([i.weights[k] for i in ingredients], axis=0).astype(w.dtype)
-            for k, w in enumerate(ingredients[0].weights)]
+def mean_weights(weight_lists: list[list]) -> list:
+    """The element-wise mean of several lists of weight arrays, in their dtype."""
+    return [np.mean([weights[k] for weights in weight_lists], axis=0).astype(w.dtype)
+            for k, w in enumerate(weight_lists[0])]
 
 
 def greedy_soup(model: keras.Model, ingredients: list[Ingredient], score: Callable[[], float],
@@ -110,7 +112,7 @@ def greedy_soup(model: keras.Model, ingredients: list[Ingredient], score: Callab
     order = sorted(pool, key=lambda i: i.score, reverse=(mode == "max"))
     chosen, best = [order[0]], order[0].score
     for candidate in order[1:]:
-        _assign(model, _average(chosen + [candidate]))
+        assign_weights(model, mean_weights([i.weights for i in chosen + [candidate]]))
         value = score()
         kept = value >= best if mode == "max" else value <= best
         log(f"weight soup: epochs {sorted(i.epoch for i in chosen + [candidate])} "
@@ -118,7 +120,7 @@ def greedy_soup(model: keras.Model, ingredients: list[Ingredient], score: Callab
         if kept:
             chosen.append(candidate)
             best = value
-    _assign(model, _average(chosen))
+    assign_weights(model, mean_weights([i.weights for i in chosen]))
     return {"epochs": sorted(i.epoch for i in chosen), "validation": best,
             "best_epoch": order[0].epoch, "best_epoch_validation": order[0].score}
 
