@@ -22,7 +22,8 @@ import time
 from pathlib import Path
 
 import tfapp  # noqa: F401
-from bench.machine import describe as machine, label
+from bench.machine import describe as machine
+from bench.machine import label
 from bench.results_file import write_outputs, write_section
 from bench.run_texts import run_bench_parser, sentiment_run_texts
 from tfapp.core.errors import ConfigError, cli_main
@@ -114,7 +115,8 @@ def table(result: dict) -> str:
 def write_results(result: dict) -> None:
     body = "\n".join([
         f"Run of {result['date']} on {label(result['machine'])}: `python -m bench.breakdown "
-        f"--run RUN --write` on {result['run_label']} (medians of {result['requests']} calls for one "
+        f"--run RUN --write` on {result['run_label']} "
+        f"(medians of {result['requests']} calls for one "
         f"text, a tenth as many for 32; real validation texts, "
         f"{result['stages']['1']['tokens per text']:.0f} word pieces for the single text, "
         f"{result['stages']['32']['tokens per text']:.1f} on average in the batch); raw "

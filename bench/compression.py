@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 import tfapp  # noqa: F401
-from bench.machine import describe as machine, label
+from bench.machine import describe as machine
+from bench.machine import label
 from bench.results_file import write_outputs, write_section
 from tfapp.core.errors import ConfigError, cli_main
 

@@ -56,7 +56,7 @@ def run_all(data: Path, work: Path, seeds: list[int], recipe: Recipe,
                 "--set", f"data.train_file={data / 'train.csv'}",
                 "--set", f"data.validation_file={data / 'validation.csv'}",
                 "--set", "data.split=[0.9,0.0,0.1]", "--set", "sentiment.topic_column=null",
-                "--set", f"seed={seed}", "--set", f"train.epochs={recipe.teacher_epochs}"]),
+                "--set", f"seed={seed}", "--set", f"trainer.epochs={recipe.teacher_epochs}"]),
             ("student", "tfapp.distill", [
                 "--teacher", d["teacher"], "--student-layers", recipe.student_layers,
                 "--run-dir", d["student"]]),

@@ -81,11 +81,11 @@ def run_logits(run_dir: str) -> dict:
     model = restored.served()
     recorded = Path(run_dir) / "metrics.json"
     record = json.loads(recorded.read_text()) if recorded.is_file() else {}
-    # A refit model (train.refit) has trained on its validation split.
+    # A refit model (levers.refit.enabled) has trained on its validation split.
     out = {"seconds": record.get("wall_seconds"), "validation_seen": "refit" in record}
     for split in ("validation", "test"):
         examples = splits[split]
-        logits = predict_texts(model, packer, examples.texts, cfg.train.global_batch_size,
+        logits = predict_texts(model, packer, examples.texts, cfg.trainer.global_batch_size,
                                texts_only_dataset)["sentiment"]
         out[split] = (np.asarray(logits, np.float64), np.asarray(examples.labels))
     return out
@@ -155,7 +155,8 @@ def markdown(result: dict) -> str:
         lines += ["", f"One run: {single.mean():.4f} ± {spread:.4f}; with offsets: "
                       f"{tuned.mean():.4f}; {ensembles}", ""]
         if seen:
-            lines += ["These runs were refit on training + validation examples (train.refit): "
+            lines += ["These runs were refit on training + validation examples "
+                      "(levers.refit.enabled): "
                       "their validation columns and offsets come from data they trained on.", ""]
     return "\n".join(lines)
 

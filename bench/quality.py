@@ -174,7 +174,7 @@ def run_tfapp(dataset: str, files: dict, recipe: str, seed: int, suite: Suite,
     task, sets = tfapp_overrides(dataset, files)
     sets += RECIPES[recipe] + [f"seed={seed}", "export.enabled=false"]
     if suite.epochs:
-        sets.append(f"train.epochs={suite.epochs}")
+        sets.append(f"trainer.epochs={suite.epochs}")
     run_dir = work / "runs" / dataset / recipe / f"seed{seed}"
     metrics, seconds = train_cli(["--task", task, "--backbone", suite.backbone], sets,
                                  run_dir, f"{dataset}/{recipe}/seed {seed}")

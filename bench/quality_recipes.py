@@ -13,38 +13,38 @@ SPEED_ROWS = 4000  # tfns_4k: training rows of the speed check
 # Each tfapp recipe is the default config plus these overrides.
 RECIPES = {
     "default": [],
-    "layer_decay": ["train.layer_decay=0.8"],
+    "layer_decay": ["optimizer.layer_decay=0.8"],
     # The default since it was measured on full data (bench/quality_full_levers): the
     # first recipe names those runs, the second turns it off.
-    "label_smoothing": ["train.label_smoothing=0.1"],
-    "no_label_smoothing": ["train.label_smoothing=0"],
-    "head_first": ["train.frozen_backbone_steps=10"],
+    "label_smoothing": ["trainer.label_smoothing=0.1"],
+    "no_label_smoothing": ["trainer.label_smoothing=0"],
+    "head_first": ["optimizer.frozen_backbone_steps=10"],
     # The default since it was measured (bench/quality_levers): this recipe turns it off.
-    "no_head_lr": ["train.head_lr_multiplier=1"],
+    "no_head_lr": ["optimizer.head_lr_multiplier=1"],
     "class_weights": ["sentiment.class_weights=balanced"],  # sentiment only
     # ~50-step averaging horizon: a quick-suite run has ~150 steps in all.
-    "ema": ["train.ema_momentum=0.98"],
+    "ema": ["levers.ema.momentum=0.98"],
     # Levers measured on full data (bench/quality_full_levers), where a run has ~1,000 steps.
-    "lr_5e-5": ["train.learning_rate=5e-5"],
-    "ema_slow": ["train.ema_momentum=0.999"],
-    "tapt": ["train.tapt_epochs=3"],
-    "float32": ["train.precision=float32"],
-    "epochs_3": ["train.epochs=3"],
-    "epochs_2": ["train.epochs=2"],
-    "batch_16": ["train.global_batch_size=16"],
-    "lr_1.5e-4": ["train.learning_rate=1.5e-4"],
-    "warmup_0": ["train.warmup_ratio=0"],
-    "warmup_0.2": ["train.warmup_ratio=0.2"],
+    "lr_5e-5": ["optimizer.learning_rate=5e-5"],
+    "ema_slow": ["levers.ema.momentum=0.999"],
+    "tapt": ["levers.tapt.epochs=3"],
+    "float32": ["runtime.precision=float32"],
+    "epochs_3": ["trainer.epochs=3"],
+    "epochs_2": ["trainer.epochs=2"],
+    "batch_16": ["trainer.global_batch_size=16"],
+    "lr_1.5e-4": ["optimizer.learning_rate=1.5e-4"],
+    "warmup_0": ["optimizer.warmup_ratio=0"],
+    "warmup_0.2": ["optimizer.warmup_ratio=0.2"],
     # The backbone's dropout (the checkpoint's is 0.1).
     "dropout_0": ["backbone.dropout=0"],
     "dropout_0.2": ["backbone.dropout=0.2"],
-    "weight_decay_0.1": ["train.weight_decay=0.1"],
-    "head_lr_5": ["train.head_lr_multiplier=5"],
-    "weight_soup": ["train.weight_soup=true"],
-    "freeze_embeddings": ["train.freeze_token_embeddings=true"],
-    "rdrop": ["train.rdrop_alpha=1"],
-    "rdrop_soup": ["train.rdrop_alpha=1", "train.weight_soup=true"],
-    "refit": ["train.refit=true"],
+    "weight_decay_0.1": ["optimizer.weight_decay=0.1"],
+    "head_lr_5": ["optimizer.head_lr_multiplier=5"],
+    "weight_soup": ["levers.weight_soup.enabled=true"],
+    "freeze_embeddings": ["levers.frozen_embeddings.enabled=true"],
+    "rdrop": ["levers.rdrop.alpha=1"],
+    "rdrop_soup": ["levers.rdrop.alpha=1", "levers.weight_soup.enabled=true"],
+    "refit": ["levers.refit.enabled=true"],
 }
 
 
@@ -82,11 +82,17 @@ def shipped_settings() -> dict:
     configs/<task>.yaml, the shared sections from configs/sentiment.yaml): what each
     recipe's overrides are relative to, so runs made under different defaults are never
     tabled together."""
-    from tfapp.core.config import read_yaml
+    from tfapp.core.config import build_config, read_yaml
+    from tfapp.core.task import get_task
 
-    configs = {task: read_yaml(REPO / "configs" / f"{task}.yaml") for task in ("sentiment", "qa")}
+    configs = {task: build_config(read_yaml(REPO / "configs" / f"{task}.yaml"),
+                                  get_task(task).Config, task).to_dict()
+               for task in ("sentiment", "qa")}
     out = {}
     for key in sorted({s.split("=", 1)[0] for sets in RECIPES.values() for s in sets}):
-        section, name = key.split(".", 1)
-        out[key] = configs.get(section, configs["sentiment"])[section][name]
+        section, *path = key.split(".")
+        node = configs.get(section, configs["sentiment"])[section]
+        for part in path:
+            node = node[part]
+        out[key] = node
     return out

@@ -5,7 +5,8 @@ from __future__ import annotations
 from bench.machine import label
 
 # The metric each data set's recipes are ranked by.
-PRIMARY = {"tfns": "macro_f1", "tfns_4k": "macro_f1", "clinc150": "in_scope_accuracy", "clinc150_retrieval": "mrr"}
+PRIMARY = {"tfns": "macro_f1", "tfns_4k": "macro_f1", "clinc150": "in_scope_accuracy",
+           "clinc150_retrieval": "mrr"}
 METRICS = {"tfns": ["accuracy", "macro_f1"],
            "tfns_4k": ["macro_f1", "best_epoch", "seconds_to_best"],
            "clinc150": ["in_scope_accuracy", "in_scope_accuracy_answered", "out_of_scope_recall",

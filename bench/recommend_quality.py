@@ -20,9 +20,12 @@ import statistics
 import sys
 from pathlib import Path
 
-from bench.machine import describe as machine, label
-from bench.quality import (RECOMMEND_BEGIN as BEGIN, RECOMMEND_END as END,
-                           RECOMMEND_HEADING as HEADING, train_cli)
+from bench.machine import describe as machine
+from bench.machine import label
+from bench.quality import RECOMMEND_BEGIN as BEGIN
+from bench.quality import RECOMMEND_END as END
+from bench.quality import RECOMMEND_HEADING as HEADING
+from bench.quality import train_cli
 from bench.results_file import replace_section, write_json
 
 REPO = Path(__file__).resolve().parents[1]
@@ -103,7 +106,7 @@ def main(argv=None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "movielens"))
-    parser.add_argument("--epochs", type=int, help="override the config's train.epochs")
+    parser.add_argument("--epochs", type=int, help="override the config's trainer.epochs")
     parser.add_argument("--no-speed", action="store_true",
                         help="skip the run with the history cache flipped")
     parser.add_argument("--set", action="append", default=[], help="extra config overrides")
@@ -115,7 +118,7 @@ def main(argv=None) -> None:
         raise SystemExit(f"error: {data}: expected interactions.csv and items.csv")
     if args.seeds < 1:
         raise SystemExit("error: --seeds must be >= 1")
-    sets = list(args.set) + ([f"train.epochs={args.epochs}"] if args.epochs else [])
+    sets = list(args.set) + ([f"trainer.epochs={args.epochs}"] if args.epochs else [])
     seeds = list(range(1, args.seeds + 1))
     result = {"command": "python -m bench.recommend_quality " + " ".join(argv or sys.argv[1:]),
               "date": dt.datetime.now().isoformat(timespec="seconds"), "machine": machine(),
@@ -137,7 +140,7 @@ def main(argv=None) -> None:
         result["speed"] = {}
         for flag in ("off", "on"):
             metrics = run_train(data, work / f"speed-{flag}", sets + [
-                "seed=1", "train.epochs=1", f"recommend.history_cache={flag == 'on'}".lower()])
+                "seed=1", "trainer.epochs=1", f"recommend.history_cache={flag == 'on'}".lower()])
             result["speed"][flag] = metrics["history"]["examples_per_second"][0]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

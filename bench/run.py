@@ -22,24 +22,23 @@ import datetime as dt
 import json
 import tempfile
 import time
-from pathlib import Path
-
-import tfapp  # noqa: F401
 import warnings
+from pathlib import Path
 
 import keras
 import tensorflow as tf
 
+import tfapp  # noqa: F401
 from bench.measure import latency, rates
 from bench.run_results import markdown, write, write_results
 from bench.transformers_reference import hf_model_dir, infer_theirs, train_theirs
 from tfapp.core import distribute
 from tfapp.core.backbone import TextPacker, load_backbone
-from tfapp.core.task import get_task
 from tfapp.core.config import apply_overrides, build_config, read_yaml
+from tfapp.core.task import get_task
 from tfapp.serving.export import export_saved_model
+from tfapp.training.driver import build_compiled_model
 from tfapp.training.serving_precision import model_to_serve
-from tfapp.training.trainer import build_compiled_model
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -95,7 +94,7 @@ def padding_waste(task, splits, packer, batch: int) -> dict:
 def training_precision(cfg) -> str:
     """The policy tfapp.train would choose here (precision auto follows the CPU's flags;
     this harness runs on the CPU only)."""
-    precision, _ = distribute.choose_precision(cfg.train.precision, "default", [],
+    precision, _ = distribute.choose_precision(cfg.runtime.precision, "default", [],
                                                cpu_bf16=distribute.cpu_supports_bf16())
     return precision if precision in ("float32", "mixed_bfloat16") else "float32"
 
@@ -196,7 +195,7 @@ def run_suite(name: str, out_dir: Path) -> dict:
     warnings.filterwarnings("ignore", message=".*shuffle=True.*")
     warnings.filterwarnings("ignore", message=".*ran out of data.*")
     suite = SUITES[name]
-    cfg = sentiment_config(suite.backbone, **{"train.global_batch_size": suite.batch})
+    cfg = sentiment_config(suite.backbone, **{"trainer.global_batch_size": suite.batch})
     task = get_task("sentiment")(cfg)
     splits = task.load_splits()
     loaded = load_backbone(cfg.backbone.name, cfg.backbone.exact_gelu)
@@ -240,27 +239,27 @@ def run_suite(name: str, out_dir: Path) -> dict:
         variants = {
             "padded to batch max": ({}, False),
             "bucketed (default)": ({}, True),
-            "bucketed + jit_compile": ({"train.jit_compile": True}, True),
-            "bucketed + steps_per_execution=4": ({"train.steps_per_execution": 4}, True),
-            "bucketed + mixed_bfloat16": ({"train.precision": "mixed_bfloat16"}, True),
-            "bucketed + float32": ({"train.precision": "float32"}, True),
+            "bucketed + jit_compile": ({"runtime.jit_compile": True}, True),
+            "bucketed + steps_per_execution=4": ({"runtime.steps_per_execution": 4}, True),
+            "bucketed + mixed_bfloat16": ({"runtime.precision": "mixed_bfloat16"}, True),
+            "bucketed + float32": ({"runtime.precision": "float32"}, True),
             # Fixed bucket shapes, so XLA compiles a handful of programs once.
-            "static shapes + jit_compile": ({"train.jit_compile": True,
+            "static shapes + jit_compile": ({"runtime.jit_compile": True,
                                              "data.static_shapes": True}, True),
-            "static shapes + jit_compile + float32": ({"train.jit_compile": True,
+            "static shapes + jit_compile + float32": ({"runtime.jit_compile": True,
                                                        "data.static_shapes": True,
-                                                       "train.precision": "float32"}, True),
+                                                       "runtime.precision": "float32"}, True),
         }
         result["ablation"] = {}
         for label, (overrides, bucketing) in variants.items():
-            vcfg = sentiment_config(suite.backbone, **{"train.global_batch_size": suite.batch,
+            vcfg = sentiment_config(suite.backbone, **{"trainer.global_batch_size": suite.batch,
                                                        **overrides})
             vtask = get_task("sentiment")(vcfg)
             vdata = batches(vtask, splits, packer, suite.batch, bucketing, n)
             result["ablation"][label] = train_ours(vcfg, suite, vdata)
         # tf.data through tfapp's own pipeline (in-graph tokenisation each epoch vs cached).
         for cache in (False, True):
-            vcfg = sentiment_config(suite.backbone, **{"train.global_batch_size": suite.batch,
+            vcfg = sentiment_config(suite.backbone, **{"trainer.global_batch_size": suite.batch,
                                                        "data.cache": cache})
             vtask = get_task("sentiment")(vcfg)
             ds = vtask.dataset(splits["train"], packer, suite.batch, training=True).repeat()
@@ -268,7 +267,7 @@ def run_suite(name: str, out_dir: Path) -> dict:
             result["ablation"][label] = train_ours_on_dataset(vcfg, suite, ds)
         # The cache only pays from the second pass: time each epoch of two.
         for cache in (False, True):
-            vcfg = sentiment_config(suite.backbone, **{"train.global_batch_size": suite.batch,
+            vcfg = sentiment_config(suite.backbone, **{"trainer.global_batch_size": suite.batch,
                                                        "data.cache": cache})
             vtask = get_task("sentiment")(vcfg)
             per_epoch = train_epochs_on_dataset(vcfg, suite, vtask, splits, packer)
@@ -333,7 +332,7 @@ def _threaded_train(suite: Suite, intra: int, inter: int) -> dict:
     tf.config.threading.set_intra_op_parallelism_threads(intra)
     tf.config.threading.set_inter_op_parallelism_threads(inter)
     warnings.filterwarnings("ignore")
-    cfg = sentiment_config(suite.backbone, **{"train.global_batch_size": suite.batch})
+    cfg = sentiment_config(suite.backbone, **{"trainer.global_batch_size": suite.batch})
     task = get_task("sentiment")(cfg)
     splits = task.load_splits()
     packer = TextPacker(load_backbone(cfg.backbone.name).tokenizer, cfg.backbone.max_seq_length)

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import tfapp  # noqa: F401
 from bench.compression import _signature, interleaved
-from bench.machine import describe as machine, label
+from bench.machine import describe as machine
+from bench.machine import label
 from bench.results_file import write_outputs, write_section
 from bench.run_texts import run_bench_parser, sentiment_run_texts
 from tfapp.core.errors import ConfigError, cli_main

@@ -43,8 +43,8 @@ def train_theirs(model_dir: Path, num_labels: int, cfg, suite, data: list) -> di
     model = transformers.BertForSequenceClassification.from_pretrained(
         str(model_dir), num_labels=num_labels)
     model.train()
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.learning_rate,
-                            weight_decay=cfg.train.weight_decay)
+    opt = torch.optim.AdamW(model.parameters(), lr=cfg.optimizer.learning_rate,
+                            weight_decay=cfg.optimizer.weight_decay)
 
     def step(batch):
         x, y, *_ = batch
@@ -54,7 +54,7 @@ def train_theirs(model_dir: Path, num_labels: int, cfg, suite, data: list) -> di
                     labels=torch.from_numpy(np.argmax(y.numpy(), axis=-1)).long())
         opt.zero_grad()
         out.loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.train.clip_norm)
+        torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optimizer.clip_norm)
         opt.step()
 
     for b in data[: suite.warmup_steps]:

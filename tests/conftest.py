@@ -61,11 +61,11 @@ def run_cli(module: str, *args, timeout=600) -> subprocess.CompletedProcess:
 
 def tiny_config(tmp_path, **overrides):
     """A typed sentiment config on the tiny backbone, with dotted-key overrides."""
-    from tfapp.core.task import get_task
     from tfapp.core.config import apply_overrides, build_config, read_yaml
+    from tfapp.core.task import get_task
 
     raw = read_yaml(REPO / "configs" / "sentiment.yaml")
-    sets = {"backbone.name": "tiny", "train.epochs": 1, "run.root": str(tmp_path / "runs"),
+    sets = {"backbone.name": "tiny", "trainer.epochs": 1, "run.root": str(tmp_path / "runs"),
             **overrides}
     raw = apply_overrides(raw, [f"{k}={json.dumps(v)}" for k, v in sets.items()])
     return build_config(raw, get_task("sentiment").Config, "test")

@@ -2,10 +2,11 @@
 
 Imports only tensorflow, tensorflow_text and the serving API protos. Loads an export,
 checks Classify signatures' method names, replays every warmup record, and runs the REST
-bodies of the README's curl examples converted by TF Serving's REST rules. Prints one JSON
-document: for each call, the signature, the feed it used and the outputs it got.
+bodies of the curl examples in docs/export-and-serving.md, converted by TF Serving's REST
+rules. Prints one JSON document: for each call, the signature, the feed it used and the
+outputs it got.
 
-    python tests/serving_contract.py EXPORT_DIR README.md
+    python tests/serving_contract.py EXPORT_DIR docs/export-and-serving.md
 """
 import base64
 import json
@@ -108,7 +109,7 @@ def main(export: str, readme: str) -> None:
         else:
             names = sorted(model.signatures[signature].structured_input_signature[1])
             feed = predict_feed(body, names)
-        run(f"README curl {i}", signature, feed, match["verb"])
+        run(f"docs curl {i}", signature, feed, match["verb"])
 
     loaded = [m.split(".")[0] for m in sys.modules]
     assert not {"tfapp", "tasks", "keras_hub"} & set(loaded), "imported training code"

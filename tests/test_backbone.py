@@ -2,8 +2,14 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfapp.core.backbone import (TextPacker, backbone_inputs, load_backbone, packaged_backbone_dir,
-                            pooled_output, tiny_vocabulary)
+from tfapp.core.backbone import (
+    TextPacker,
+    backbone_inputs,
+    load_backbone,
+    packaged_backbone_dir,
+    pooled_output,
+    tiny_vocabulary,
+)
 from tfapp.core.errors import BackboneError
 
 

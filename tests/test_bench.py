@@ -58,7 +58,7 @@ def test_per_epoch_pipeline_timing_covers_every_epoch(cache):
     from tfapp.core.task import get_task
 
     suite = SUITES["quick"]
-    cfg = sentiment_config("tiny", **{"train.global_batch_size": suite.batch,
+    cfg = sentiment_config("tiny", **{"trainer.global_batch_size": suite.batch,
                                       "data.cache": cache})
     task = get_task("sentiment")(cfg)
     splits = task.load_splits()

@@ -142,9 +142,10 @@ def test_a_version_taken_during_the_save_is_a_clear_error(tmp_path, monkeypatch)
 
 
 def test_a_file_too_small_to_split_says_so(tmp_path):
-    from conftest import tiny_config
     from tfapp.core.errors import DataError
     from tfapp.core.task import get_task
+
+    from conftest import tiny_config
 
     rows = [{"text": f"shares {w} today", "label": label, "topic": f"t{len(w)}"}
             for w, label in (("rose", "positive"), ("fell", "negative"),
@@ -175,9 +176,10 @@ def test_unwritable_output_places_stop_before_any_work(tiny_run, tmp_path):
 
 
 def test_rows_in_both_training_and_evaluation_splits_are_reported(tmp_path, capsys):
-    from conftest import tiny_config
     from tfapp.core.task import get_task
-    from tfapp.training.trainer import read_splits
+    from tfapp.training.inputs import read_splits
+
+    from conftest import tiny_config
 
     rows = sample_rows(60)
     data = write_csv(tmp_path / "dup.csv", rows + rows[:30])  # 30 rows twice

@@ -5,6 +5,7 @@ import json
 import pytest
 
 from bench.compression import data_table, goal
+
 from conftest import keyword_sentiment_csv, run_cli
 
 

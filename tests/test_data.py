@@ -1,11 +1,12 @@
 import numpy as np
 import pytest
 
-from conftest import sample_rows, tiny_config, write_csv, write_jsonl
 from tfapp.core.backbone import TextPacker, load_backbone
-from tfapp.core.task import get_task
 from tfapp.core.data import count_truncated, read_rows, text_dataset
 from tfapp.core.errors import ConfigError, DataError
+from tfapp.core.task import get_task
+
+from conftest import sample_rows, tiny_config, write_csv, write_jsonl
 
 
 def task_for(tmp_path, **overrides):
@@ -28,7 +29,8 @@ def test_csv_tsv_and_jsonl_read_the_same_rows(tmp_path):
     ("empty", r"empty.csv: file is empty"),
     ("header_only", r"header_only.csv: file has no data rows"),
     ("no_column", r"no_column.csv: row 1: field 'label': column 'label' not found in header"),
-    ("bad_label", r"bad_label.csv: row 4: field 'label': unknown label 'bullish' \(expected one of negative, neutral, positive\)"),
+    ("bad_label", r"bad_label.csv: row 4: field 'label': unknown label 'bullish' "
+                  r"\(expected one of negative, neutral, positive\)"),
     ("empty_text", r"empty_text.csv: row 3: field 'text': empty text"),
     ("bad_utf8", r"bad_utf8.csv: row 3: field 'text': invalid UTF-8 \(byte 0xff"),
     ("bad_utf8_jsonl", r"bad_utf8_jsonl.jsonl: row 2: invalid UTF-8"),

@@ -5,9 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from conftest import keyword_sentiment_csv, run_cli
 from tfapp.compression.distill import student_layers
 from tfapp.core.errors import ConfigError
+
+from conftest import keyword_sentiment_csv, run_cli
 
 
 def test_student_layers_are_evenly_spaced_from_the_bottom():
@@ -26,8 +27,9 @@ def distilled(tmp_path_factory):
     teacher = base / "teacher"
     result = run_cli("tfapp.train", "--task", "sentiment", "--backbone", "tiny",
                      "--epochs", 4, "--set", f"data.train_file={data}",
-                     "--set", "sentiment.topic_column=null", "--set", "train.learning_rate=2e-3",
-                     "--set", "train.global_batch_size=16", "--run-dir", teacher)
+                     "--set", "sentiment.topic_column=null",
+                     "--set", "optimizer.learning_rate=2e-3",
+                     "--set", "trainer.global_batch_size=16", "--run-dir", teacher)
     assert result.returncode == 0, result.stderr[-3000:]
     student = base / "student"
     result = run_cli("tfapp.distill", "--teacher", teacher, "--student-layers", 1,

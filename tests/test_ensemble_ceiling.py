@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from sklearn.metrics import f1_score
 
-from bench.ensemble_ceiling import (ensemble_f1, log_softmax, macro_f1, main, markdown,
-                                    tune_offsets)
+from bench.ensemble_ceiling import ensemble_f1, log_softmax, macro_f1, main, markdown, tune_offsets
+
 from conftest import keyword_sentiment_csv, run_cli
 
 

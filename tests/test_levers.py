@@ -5,9 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from conftest import run_cli, tiny_config
 from tfapp.core.errors import ConfigError
 from tfapp.training.optimizer import backbone_depth, learning_rate_scales
+
+from conftest import run_cli, tiny_config
 
 
 def test_layer_decay_scales_by_depth():
@@ -26,17 +27,17 @@ def _one_step_changes(tmp_path, **train):
     from tfapp.core import distribute
     from tfapp.core.backbone import TextPacker, load_backbone
     from tfapp.core.task import get_task
-    from tfapp.training.trainer import build_compiled_model
+    from tfapp.training.driver import build_compiled_model
 
     steps = train.pop("steps", 1)
-    cfg = tiny_config(tmp_path, **{"train.warmup_ratio": 0.0, "train.weight_decay": 0.0,
-                                   "train.precision": "float32", "train.clip_norm": 0.0,
-                                   "train.head_lr_multiplier": 1.0,
+    cfg = tiny_config(tmp_path, **{"optimizer.warmup_ratio": 0.0, "optimizer.weight_decay": 0.0,
+                                   "runtime.precision": "float32", "optimizer.clip_norm": 0.0,
+                                   "optimizer.head_lr_multiplier": 1.0,
                                    "sentiment.topic_column": None,
-                                   **{f"train.{k}": v for k, v in train.items()}})
+                                   **{f"optimizer.{k}": v for k, v in train.items()}})
     task = get_task("sentiment")(cfg)
     splits = task.load_splits()
-    placement = distribute.resolve(cfg.train)
+    placement = distribute.resolve(cfg.runtime)
     loaded = load_backbone("tiny")
     model = build_compiled_model(task, cfg, loaded, placement, total_steps=10 ** 6)
     packer = TextPacker(loaded.tokenizer, 32)
@@ -87,8 +88,7 @@ def test_frozen_backbone_steps_train_only_the_head_first(tmp_path):
 def test_smoothed_sparse_loss_matches_the_one_hot_loss():
     import keras
 
-    from tfapp.core.losses import SmoothedSparseCategoricalCrossentropy, \
-        sparse_classification_loss
+    from tfapp.core.losses import SmoothedSparseCategoricalCrossentropy, sparse_classification_loss
 
     logits = np.array([[2.0, -1.0, 0.5], [0.1, 0.2, 3.0]], np.float32)
     labels = np.array([0, 2])
@@ -103,12 +103,12 @@ def test_smoothed_sparse_loss_matches_the_one_hot_loss():
 
 
 @pytest.mark.parametrize("key, value, message", [
-    ("train.layer_decay", 0.0, "train.layer_decay must be in (0, 1]"),
-    ("train.layer_decay", 1.5, "train.layer_decay must be in (0, 1]"),
-    ("train.head_lr_multiplier", 0.5, "train.head_lr_multiplier must be in [1, 1000]"),
-    ("train.head_lr_multiplier", 2000, "train.head_lr_multiplier must be in [1, 1000]"),
-    ("train.frozen_backbone_steps", -1, "train.frozen_backbone_steps must be >= 0"),
-    ("train.label_smoothing", 1.0, "train.label_smoothing must be in [0, 1)"),
+    ("optimizer.layer_decay", 0.0, "optimizer.layer_decay must be in (0, 1]"),
+    ("optimizer.layer_decay", 1.5, "optimizer.layer_decay must be in (0, 1]"),
+    ("optimizer.head_lr_multiplier", 0.5, "optimizer.head_lr_multiplier must be in [1, 1000]"),
+    ("optimizer.head_lr_multiplier", 2000, "optimizer.head_lr_multiplier must be in [1, 1000]"),
+    ("optimizer.frozen_backbone_steps", -1, "optimizer.frozen_backbone_steps must be >= 0"),
+    ("trainer.label_smoothing", 1.0, "trainer.label_smoothing must be in [0, 1)"),
 ])
 def test_bad_lever_values_are_one_line_config_errors(tmp_path, key, value, message):
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")
@@ -121,9 +121,10 @@ def test_bad_lever_values_are_one_line_config_errors(tmp_path, key, value, messa
                                          ("qa", ["--set", "qa.mode=intent"])])
 def test_levers_train_end_to_end(tmp_path, task, extra):
     result = run_cli("tfapp.train", "--task", task, "--backbone", "tiny", "--epochs", 1,
-                     "--set", "train.layer_decay=0.8", "--set", "train.frozen_backbone_steps=3",
-                     "--set", "train.label_smoothing=0.1",
-                     "--set", "train.head_lr_multiplier=5", *extra,
+                     "--set", "optimizer.layer_decay=0.8",
+                     "--set", "optimizer.frozen_backbone_steps=3",
+                     "--set", "trainer.label_smoothing=0.1",
+                     "--set", "optimizer.head_lr_multiplier=5", *extra,
                      "--run-dir", tmp_path / "run")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "layer_decay: 0.8" in result.stdout and "label_smoothing: 0.1" in result.stdout
@@ -140,7 +141,7 @@ def test_task_adaptive_pretraining_switch(tmp_path):
     corpus.write_text("the bank raised its dividend\nshares fell after the results\n" * 20)
     run_dir = tmp_path / "run"
     result = run_cli("tfapp.train", "--task", "sentiment", "--backbone", "tiny", "--epochs", 1,
-                     "--set", "train.tapt_epochs=1", "--set", f"train.tapt_corpus=[{corpus}]",
+                     "--set", "levers.tapt.epochs=1", "--set", f"levers.tapt.corpus=[{corpus}]",
                      "--set", "backbone.max_seq_length=32", "--run-dir", run_dir)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "task-adaptive pretraining: 1 epoch(s) of masked-LM on 474 training texts" \
@@ -158,15 +159,15 @@ def test_freeze_token_embeddings_keeps_only_the_word_pieces_fixed(tmp_path):
     from tfapp.core import distribute
     from tfapp.core.backbone import TextPacker, load_backbone
     from tfapp.core.task import get_task
-    from tfapp.training.trainer import build_compiled_model
+    from tfapp.training.driver import build_compiled_model
 
     def trained(freeze, where):
-        cfg = tiny_config(where, **{"train.freeze_token_embeddings": freeze,
-                                    "train.precision": "float32"})
+        cfg = tiny_config(where, **{"levers.frozen_embeddings.enabled": freeze,
+                                    "runtime.precision": "float32"})
         task = get_task("sentiment")(cfg)
         train = task.load_splits()["train"]
         loaded = load_backbone("tiny")
-        model = build_compiled_model(task, cfg, loaded, distribute.resolve(cfg.train), 10 ** 6)
+        model = build_compiled_model(task, cfg, loaded, distribute.resolve(cfg.runtime), 10 ** 6)
         x, y, *_ = next(iter(task.dataset(train, TextPacker(loaded.tokenizer, 32), 16,
                                           training=True)))
         table = loaded.backbone.get_layer("token_embedding").embeddings
@@ -185,5 +186,5 @@ def test_freeze_token_embeddings_keeps_only_the_word_pieces_fixed(tmp_path):
 
 
 def test_freeze_token_embeddings_must_be_a_boolean(tmp_path):
-    with pytest.raises(ConfigError, match="train.freeze_token_embeddings"):
-        tiny_config(tmp_path, **{"train.freeze_token_embeddings": 3})
+    with pytest.raises(ConfigError, match="levers.frozen_embeddings.enabled"):
+        tiny_config(tmp_path, **{"levers.frozen_embeddings.enabled": 3})

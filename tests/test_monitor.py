@@ -5,11 +5,12 @@ import time
 
 import pytest
 
-from conftest import REPO, run_cli
-from tfapp.core.errors import DataError
 from tasks.sentiment.monitor import Outputs, parse_duration, run_monitor
 from tasks.sentiment.stream import StreamFields, StreamReader, parse_timestamp
 from tasks.sentiment.surge import Scored, SurgeConfig, SurgeDetector
+from tfapp.core.errors import DataError
+
+from conftest import REPO, run_cli
 
 HOUR = 3600.0
 T0 = 1_793_577_600.0  # 2026-11-02T00:00:00Z

@@ -6,12 +6,13 @@ import json
 import math
 
 import pytest
+from test_monitor import HOUR, T0, KeywordScorer, _write_stream
 
-from conftest import run_cli
 from tasks.sentiment.monitor import Outputs, run_monitor
 from tasks.sentiment.stream import StreamFields, StreamReader, parse_timestamp
 from tasks.sentiment.surge import Scored, SurgeConfig, SurgeDetector
-from test_monitor import HOUR, T0, KeywordScorer, _write_stream
+
+from conftest import run_cli
 
 
 def _monitor(tmp_path, text: str, name="s.jsonl", follow=False, **cfg):

@@ -6,8 +6,9 @@ import time
 
 import pytest
 
-from conftest import run_cli
 from tfapp.launch import tf_configs
+
+from conftest import run_cli
 
 
 def test_tf_configs_describe_one_local_cluster():
@@ -52,10 +53,10 @@ def test_two_local_workers_train_end_to_end_and_only_the_chief_writes(two_worker
 
 def test_a_failing_worker_fails_the_launch(tmp_path):
     result = run_cli("tfapp.launch", "--workers", 2, "--", "--task", "sentiment",
-                     "--backbone", "tiny", "--set", "train.epochs=0",
+                     "--backbone", "tiny", "--set", "trainer.epochs=0",
                      "--run-dir", tmp_path / "run")
     assert result.returncode == 2
-    assert "train.epochs must be >= 1" in result.stderr + (
+    assert "trainer.epochs must be >= 1" in result.stderr + (
         tmp_path / "run" / ".launch" / "worker-1.log").read_text()
 
 

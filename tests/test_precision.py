@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from conftest import keyword_sentiment_csv, run_cli
 
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     base = tmp_path_factory.mktemp("precision")
@@ -17,7 +18,8 @@ def runs(tmp_path_factory):
         result = run_cli("tfapp.train", "--task", "sentiment", "--backbone", "tiny",
                          "--precision", precision, "--epochs", "4",
                          "--set", f"data.train_file={data}", "--set", "sentiment.topic_column=null",
-                         "--set", "train.learning_rate=2e-3", "--set", "train.global_batch_size=16",
+                         "--set", "optimizer.learning_rate=2e-3",
+                         "--set", "trainer.global_batch_size=16",
                          "--set", "export.precision=float32", "--run-dir", run_dir)
         assert result.returncode == 0, result.stderr[-3000:]
         assert f"precision {precision}" in result.stdout
@@ -62,7 +64,6 @@ def test_mixed_models_export_float32_probabilities(runs):
 def test_mixed_runs_export_a_float32_graph(runs):
     """export.precision=float32: no bfloat16 / float16 op anywhere in the exported graph."""
     from tensorflow.core.framework import types_pb2
-
     from tensorflow.core.protobuf import saved_model_pb2
 
     for precision in ("mixed_bfloat16", "mixed_float16"):

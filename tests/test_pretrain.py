@@ -27,7 +27,7 @@ def pretrained(tmp_path_factory):
     text = corpus(tmp / "domain.txt")
     run_dir = tmp / "run"
     result = run_cli("tfapp.pretrain", "--corpus", str(tmp / "*.txt"), "--backbone", "tiny",
-                     "--epochs", 3, "--run-dir", run_dir, "--set", "train.learning_rate=2e-3",
+                     "--epochs", 3, "--run-dir", run_dir, "--set", "optimizer.learning_rate=2e-3",
                      "--set", "backbone.max_seq_length=16", "--set", "pretrain.mask_rate=0.2")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return run_dir, text, result.stdout
@@ -93,7 +93,7 @@ def test_two_local_workers_pretrain_and_only_the_chief_writes(tmp_path):
     result = run_cli("tfapp.launch", "--workers", 2, "--module", "tfapp.pretrain", "--",
                      "--corpus", text, "--backbone", "tiny", "--epochs", 2,
                      "--run-dir", run_dir, "--set", "backbone.max_seq_length=16",
-                     "--set", "train.learning_rate=2e-3", timeout=600)
+                     "--set", "optimizer.learning_rate=2e-3", timeout=600)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     stdout = result.stdout
     assert "strategy multiworker (CollectiveAllReduceStrategy, 2 replica(s))" in stdout

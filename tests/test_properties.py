@@ -65,10 +65,11 @@ records = st.one_of(
 @SETTINGS
 @given(st.lists(records, max_size=40), st.booleans())
 def test_every_stream_line_is_scored_or_counted(tmp_path, lines, trailing_newline):
+    from test_monitor import KeywordScorer
+
     from tasks.sentiment.monitor import Outputs, run_monitor
     from tasks.sentiment.stream import StreamFields, StreamReader
     from tasks.sentiment.surge import SurgeConfig, SurgeDetector
-    from test_monitor import KeywordScorer
 
     body = b"\n".join(line.replace(b"\n", b" ") for line in lines)
     stream = tmp_path / "s.jsonl"

@@ -6,9 +6,10 @@ import json
 import numpy as np
 import pytest
 
-from conftest import keyword_sentiment_csv, run_cli
 from tfapp.compression.prune import check_fraction, normalise_per_layer, units_to_keep
 from tfapp.core.errors import ConfigError
+
+from conftest import keyword_sentiment_csv, run_cli
 
 
 def test_units_to_keep_removes_the_lowest_globally_but_never_a_layers_last():
@@ -100,7 +101,7 @@ def test_pruned_outputs_equal_the_unpruned_model_with_pruned_units_zeroed():
 
 def test_pruned_preset_reloads_through_the_normal_backbone_loader(tmp_path):
     from tfapp.compression.prune import pruned_backbone
-    from tfapp.core.backbone import LoadedBackbone, policy_clone, load_backbone, save_preset
+    from tfapp.core.backbone import LoadedBackbone, load_backbone, policy_clone, save_preset
     from tfapp.core.pruned_bert import PrunedBertBackbone
 
     backbone, tokenizer = four_head_backbone()
@@ -131,7 +132,7 @@ def chain(tmp_path_factory):
     teacher, student, pruned = base / "teacher", base / "student", base / "pruned"
     steps = [("tfapp.train", "--task", "sentiment", "--backbone", "tiny", "--epochs", 4,
               "--set", f"data.train_file={data}", "--set", "sentiment.topic_column=null",
-              "--set", "train.learning_rate=2e-3", "--set", "train.global_batch_size=16",
+              "--set", "optimizer.learning_rate=2e-3", "--set", "trainer.global_batch_size=16",
               "--set", "backbone.max_seq_length=32", "--run-dir", teacher),
              ("tfapp.distill", "--teacher", teacher, "--student-layers", 1, "--epochs", 2,
               "--run-dir", student),

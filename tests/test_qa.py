@@ -6,12 +6,12 @@ import random
 import numpy as np
 import pytest
 
-from conftest import REPO, run_cli, serve_fresh, write_csv
+from tasks.qa.ranking import calibrate_threshold, precision_coverage, ranking_metrics, true_ranks
 from tfapp.core.backbone import _TINY_WORDS
-from tfapp.core.task import get_task
 from tfapp.core.errors import ConfigError, DataError
-from tasks.qa.ranking import (calibrate_threshold, precision_coverage, ranking_metrics,
-                           true_ranks)
+from tfapp.core.task import get_task
+
+from conftest import REPO, run_cli, serve_fresh, write_csv
 
 # --- whole-bank ranking metrics ------------------------------------------------------
 
@@ -78,7 +78,7 @@ def qa_config(tmp_path, **overrides):
     from tfapp.core.config import apply_overrides, build_config, read_yaml
 
     raw = read_yaml(REPO / "configs" / "qa.yaml")
-    sets = {"backbone.name": "tiny", "train.epochs": 1, "run.root": str(tmp_path / "runs"),
+    sets = {"backbone.name": "tiny", "trainer.epochs": 1, "run.root": str(tmp_path / "runs"),
             **overrides}
     raw = apply_overrides(raw, [f"{k}={json.dumps(v)}" for k, v in sets.items()])
     return build_config(raw, get_task("qa").Config, "test")
@@ -181,7 +181,7 @@ def train_keyword_task(tmp_path, mode, n_answers, per_answer, epochs):
         "--set", f"data.train_file={files['train']}",
         "--set", f"data.validation_file={files['validation']}",
         "--set", f"data.test_file={files['test']}",
-        "--set", "train.learning_rate=3e-3", "--set", "train.early_stopping_patience=10",
+        "--set", "optimizer.learning_rate=3e-3", "--set", "trainer.early_stopping_patience=10",
         "--set", "backbone.max_seq_length=32")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return run_dir, files, result.stdout

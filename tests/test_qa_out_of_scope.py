@@ -35,12 +35,13 @@ def intent_files(tmp_path, seed=0):
 
 def train(tmp_path, files, *extra):
     return run_cli(
-        "tfapp.train", "--task", "qa", "--backbone", "tiny", "--epochs", 10, "--set", "train.early_stopping_patience=20",
+        "tfapp.train", "--task", "qa", "--backbone", "tiny", "--epochs", 10,
+        "--set", "trainer.early_stopping_patience=20",
         "--run-dir", tmp_path / "run", "--set", "qa.mode=intent",
         "--set", f"data.train_file={files['train']}",
         "--set", f"data.validation_file={files['validation']}",
         "--set", f"data.test_file={files['test']}",
-        "--set", "train.learning_rate=3e-3", "--set", "backbone.max_seq_length=16", *extra)
+        "--set", "optimizer.learning_rate=3e-3", "--set", "backbone.max_seq_length=16", *extra)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,8 @@ from bench.quality_merge import main
 def run(recipes: dict, seeds=(1, 2, 3), sizes=None, suite="full", wall=600.0,
         shipped=None) -> dict:
     """A bench.quality result: recipe -> one macro-F1 per seed on TFNS."""
-    return {"suite": suite, "shipped": shipped or {"train.epochs": 4, "x.lr": 1}, "seeds": list(seeds), "recipes": list(recipes),
+    return {"suite": suite, "shipped": shipped or {"trainer.epochs": 4, "x.lr": 1},
+            "seeds": list(seeds), "recipes": list(recipes),
             "overrides": {r: [f"x.{r}=1"] for r in recipes if r != "reference"},
             "command": "python -m bench.quality --recipes " + ",".join(recipes),
             "date": "2026-01-01T00:00:00", "machine": {"cpu": "test cpu", "cores": 2},
@@ -61,8 +62,8 @@ def test_seeds_keeps_those_seeds_of_every_run(tmp_path):
     (run({"lr": [0.81]}, seeds=(1,)), "seed 2 was not run"),
     (run({"lr": [0.8] * 3}, sizes={"train": 239, "test": 500}), "tfns sizes"),
     (run({"lr": [0.8] * 3}, suite="quick"), "suite quick differs"),
-    (run({"lr": [0.8] * 3}, shipped={"train.epochs": 3, "x.lr": 1}),
-     "shipped train.epochs is 3, "),
+    (run({"lr": [0.8] * 3}, shipped={"trainer.epochs": 3, "x.lr": 1}),
+     "shipped trainer.epochs is 3, "),
 ])
 def test_unlike_runs_are_refused_with_one_line(tmp_path, capsys, other, message):
     base = write(tmp_path, "base.json", run({"default": [0.83, 0.84, 0.85]}))
@@ -89,11 +90,12 @@ def test_runs_that_predate_the_shipped_record_still_merge(tmp_path):
     main([base, lever, "--out", str(tmp_path / "out")])
     merged = json.loads((tmp_path / "out" / "quality.json").read_text())
     assert merged["recipes"] == ["default", "lr"]
-    assert merged["shipped"] == {"train.epochs": 4, "x.lr": 1}
+    assert merged["shipped"] == {"trainer.epochs": 4, "x.lr": 1}
     # An older run first still checks the recorded ones against each other.
     other = write(tmp_path, "other.json", run({"ema": [0.8] * 3},
-                                              shipped={"train.epochs": 3, "x.lr": 1}))
-    with pytest.raises(SystemExit, match="other.json: shipped train.epochs is 3, .*new.json's is 4"):
+                                              shipped={"trainer.epochs": 3, "x.lr": 1}))
+    with pytest.raises(SystemExit,
+                       match="other.json: shipped trainer.epochs is 3, .*new.json's is 4"):
         main([base, lever, other, "--out", str(tmp_path / "out2")])
 
 

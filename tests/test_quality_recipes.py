@@ -5,6 +5,7 @@ import pytest
 from bench.quality_recipes import LEVERS, RECIPES, SUITES, shipped_settings
 from tfapp.core.config import apply_overrides, build_config, read_yaml
 from tfapp.core.task import get_task
+
 from conftest import REPO
 
 # class_weights is a sentiment key; every other recipe applies to both tasks.
@@ -39,8 +40,10 @@ def test_shipped_settings_are_the_shipped_values_of_every_recipe_key():
     assert set(shipped) == keys
     sentiment = resolved("sentiment", [])
     for key, value in shipped.items():
-        section, name = key.split(".", 1)
-        assert sentiment[section][name] == value, key
+        node = sentiment
+        for part in key.split("."):
+            node = node[part]
+        assert node == value, key
 
 
 @pytest.mark.parametrize("args", [["--seeds", "0"], ["--first-seed", "0"]])

@@ -13,8 +13,8 @@ RESULT = {
     "suite": "quick", "seeds": [1, 2, 3], "command": "python -m bench.quality",
     "date": "2026-01-01T00:00:00", "machine": {"cpu": "test cpu", "cores": 2},
     "wall_seconds": 900.0, "recipes": ["reference", "default", "head_lr", "ema"],
-    "overrides": {"default": [], "head_lr": ["train.head_lr_multiplier=20"],
-                  "ema": ["train.ema_momentum=0.98"]},
+    "overrides": {"default": [], "head_lr": ["optimizer.head_lr_multiplier=20"],
+                  "ema": ["levers.ema.momentum=0.98"]},
     "datasets": {
         "tfns": {"sizes": {"train": 300, "test": 750}, "summary": summary(
             reference={"accuracy": 0.70, "macro_f1": 0.60},
@@ -50,7 +50,7 @@ def test_markdown_has_a_table_per_data_set_and_the_suite_time():
     assert "## tfns (train 300, test 750)" in text and "## clinc150_retrieval" in text
     assert "| reference | 0.7000 ± 0.0100 | 0.6000 ± 0.0100 | 60 | 3.0 |" in text
     assert "Whole suite: 15.0 minutes." in text
-    assert "- `head_lr`: train.head_lr_multiplier=20" in text
+    assert "- `head_lr`: optimizer.head_lr_multiplier=20" in text
     assert "CLINC150 intent mode" not in text  # no intent-mode table in this result
 
 

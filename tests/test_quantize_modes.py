@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from conftest import keyword_sentiment_csv, run_cli, serve_sentiment_fresh
 from tfapp.compression.quantize import DEFAULT_MODE, MODES, export_base, report_name
+
+from conftest import keyword_sentiment_csv, run_cli, serve_sentiment_fresh
 
 TEXTS = [f"{s} {k} {t}" for s in ("shares", "the bank", "the fund")
          for k in ("soared", "slumped", "were flat", "rallied", "plunged", "held steady")
@@ -22,7 +23,8 @@ def trained(tmp_path_factory):
     run = base / "run"
     result = run_cli("tfapp.train", "--task", "sentiment", "--backbone", "tiny", "--epochs", 3,
                      "--set", f"data.train_file={data}", "--set", "sentiment.topic_column=null",
-                     "--set", "train.learning_rate=2e-3", "--set", "train.global_batch_size=16",
+                     "--set", "optimizer.learning_rate=2e-3",
+                         "--set", "trainer.global_batch_size=16",
                      "--set", "backbone.max_seq_length=32", "--set", "export.precision=float32",
                      "--run-dir", run)
     assert result.returncode == 0, result.stderr[-3000:]

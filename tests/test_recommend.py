@@ -10,10 +10,16 @@ import sys
 import numpy as np
 import pytest
 
-from conftest import REPO, run_cli
+from tasks.recommend.metrics import (
+    impression_auc,
+    impression_metrics,
+    impression_mrr,
+    impression_ndcg,
+)
 from tfapp.core.errors import DataError
 from tfapp.core.task import get_task
-from tasks.recommend.metrics import impression_auc, impression_metrics, impression_mrr, impression_ndcg
+
+from conftest import REPO, run_cli
 
 # --- metrics against hand-computed values --------------------------------------------
 
@@ -84,7 +90,7 @@ def rec_config(tmp_path, files, **overrides):
     from tfapp.core.config import apply_overrides, build_config, read_yaml
 
     raw = read_yaml(REPO / "configs" / "recommend.yaml")
-    sets = {"backbone.name": "tiny", "train.epochs": 1, "run.root": str(tmp_path / "runs"),
+    sets = {"backbone.name": "tiny", "trainer.epochs": 1, "run.root": str(tmp_path / "runs"),
             "data.train_file": str(files["train"]),
             "data.validation_file": str(files["validation"]),
             "data.test_file": str(files["test"]), "recommend.items_file": str(files["items"]),
@@ -197,7 +203,7 @@ def train_planted(tmp_path, *sets, epochs=4):
             "--set", f"data.train_file={files['train']}",
             "--set", f"data.validation_file={files['validation']}",
             "--set", f"data.test_file={files['test']}",
-            "--set", "train.learning_rate=3e-3", "--set", "train.early_stopping_patience=10"]
+            "--set", "optimizer.learning_rate=3e-3", "--set", "trainer.early_stopping_patience=10"]
     for s in sets:
         args += ["--set", s]
     result = run_cli("tfapp.train", "--task", "recommend", "--backbone", "tiny",

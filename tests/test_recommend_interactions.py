@@ -100,8 +100,12 @@ def test_unknown_items_are_counted_and_skipped(tmp_path):
 
 def test_baselines_on_known_ranks():
     from tasks.recommend.data import Impressions
-    from tasks.recommend.evaluation import (cold_hit_rate, positive_rank, ranking_report,
-                                            zero_shot_scores)
+    from tasks.recommend.evaluation import (
+        cold_hit_rate,
+        positive_rank,
+        ranking_report,
+        zero_shot_scores,
+    )
 
     assert positive_rank(np.array([0.5, 0.9, 0.1, 0.5]), 0) == 2.5  # one above, one tie
     n = 12

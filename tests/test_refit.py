@@ -1,4 +1,4 @@
-"""train.refit: validation chooses the epochs, then a fresh model trains on training +
+"""levers.refit.enabled: validation chooses the epochs, then a fresh model trains on training +
 validation examples and is the one served."""
 import json
 import re
@@ -13,7 +13,7 @@ from conftest import run_cli
 def refit_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("refit") / "run"
     result = run_cli("tfapp.train", "--task", "sentiment", "--backbone", "tiny", "--epochs", "2",
-                     "--set", "train.refit=true", "--run-dir", run_dir)
+                     "--set", "levers.refit.enabled=true", "--run-dir", run_dir)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return run_dir, result.stdout + result.stderr
 
@@ -56,20 +56,19 @@ def test_the_refit_model_is_served_and_validation_metrics_are_the_first_models(r
 def test_epochs_to_refit_follow_the_soup_then_early_stopping_then_the_schedule():
     from types import SimpleNamespace
 
-    from tfapp.training.refit import epochs_to_refit
+    from tfapp.levers.refit import epochs_to_refit
 
-    cfg = SimpleNamespace(train=SimpleNamespace(epochs=4))
     stopped = SimpleNamespace(best_epoch=1, best=0.8)
-    assert epochs_to_refit(cfg, stopped, {"epochs": [2, 3]}) == [2, 3]
-    assert epochs_to_refit(cfg, stopped, None) == [2]
-    assert epochs_to_refit(cfg, SimpleNamespace(best_epoch=0, best=None), None) == [4]
-    assert epochs_to_refit(cfg, None, None) == [4]
+    assert epochs_to_refit(4, stopped, [2, 3]) == [2, 3]
+    assert epochs_to_refit(4, stopped, None) == [2]
+    assert epochs_to_refit(4, SimpleNamespace(best_epoch=0, best=None), None) == [4]
+    assert epochs_to_refit(4, None, None) == [4]
 
 
 def test_keep_epochs_copies_the_listed_epochs_weights():
     import keras
 
-    from tfapp.training.refit import KeepEpochs
+    from tfapp.levers.refit import KeepEpochs
 
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile(optimizer=keras.optimizers.SGD(0.1), loss="mse")
@@ -84,7 +83,7 @@ def test_keep_epochs_copies_the_listed_epochs_weights():
 def test_assign_mean_averages_the_kept_epochs():
     import keras
 
-    from tfapp.training.refit import assign_mean
+    from tfapp.levers.refit import assign_mean
 
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     first = [np.array([[1.0], [3.0]], np.float32), np.array([2.0], np.float32)]
@@ -95,12 +94,12 @@ def test_assign_mean_averages_the_kept_epochs():
 
 
 @pytest.mark.parametrize("task, sets, message", [
-    ("qa", [], "train.refit: the qa task cannot train on its validation data"),
-    ("sentiment", ["train.ema_momentum=0.9"], "train.refit: not supported with train.ema"),
+    ("qa", [], "levers.refit: the qa task cannot train on its validation data"),
+    ("sentiment", ["levers.ema.momentum=0.9"], "levers.refit: not supported with levers.ema"),
 ])
 def test_refit_refuses_what_it_cannot_do_before_writing(tmp_path, task, sets, message):
     run_dir = tmp_path / "run"
-    args = [x for s in ["train.refit=true", *sets] for x in ("--set", s)]
+    args = [x for s in ["levers.refit.enabled=true", *sets] for x in ("--set", s)]
     result = run_cli("tfapp.train", "--task", task, "--backbone", "tiny", *args,
                      "--run-dir", run_dir)
     assert result.returncode != 0
@@ -113,10 +112,9 @@ def test_refit_refuses_distillation():
     from types import SimpleNamespace
 
     from tfapp.core.errors import ConfigError
-    from tfapp.training.refit import examples_to_refit
+    from tfapp.levers.refit import Refit
 
-    cfg = SimpleNamespace(train=SimpleNamespace(refit=True, ema_momentum=0.0))
+    on = Refit(None, SimpleNamespace(enabled=True))
     with pytest.raises(ConfigError, match="not supported when distilling"):
-        examples_to_refit(cfg, None, {}, distilling=True)
-    assert examples_to_refit(SimpleNamespace(train=SimpleNamespace(refit=False)), None, {},
-                             distilling=True) is None
+        on.check(SimpleNamespace(distilling=True, levers=[on]))
+    assert not Refit(None, SimpleNamespace(enabled=False)).enabled

@@ -7,9 +7,10 @@ import stat
 import numpy as np
 import pytest
 
-from conftest import run_cli, sample_rows, tiny_config, write_csv, write_jsonl
 from tfapp.core.errors import ConfigError, DataError, TfappError
 from tfapp.core.task import get_task
+
+from conftest import run_cli, sample_rows, tiny_config, write_csv, write_jsonl
 
 
 def last_error(result) -> str:
@@ -23,8 +24,8 @@ def last_error(result) -> str:
 def test_config_floats_must_be_finite(tmp_path, value):
     import yaml
 
-    with pytest.raises(ConfigError, match="train.learning_rate: expected a finite number"):
-        tiny_config(tmp_path, **{"train.learning_rate": yaml.safe_load(value)
+    with pytest.raises(ConfigError, match="optimizer.learning_rate: expected a finite number"):
+        tiny_config(tmp_path, **{"optimizer.learning_rate": yaml.safe_load(value)
                                  if value.startswith((".", "-.")) else value})
 
 
@@ -38,8 +39,8 @@ def test_export_version_must_be_positive(tmp_path):
 def test_a_diverging_run_stops_and_publishes_nothing(tmp_path):
     run_dir = tmp_path / "run"
     result = run_cli("tfapp.train", "--task", "sentiment", "--backbone", "tiny", "--epochs", 2,
-                     "--set", "train.learning_rate=1e6", "--set", "train.warmup_ratio=0",
-                     "--set", "train.precision=float32", "--run-dir", run_dir)
+                     "--set", "optimizer.learning_rate=1e6", "--set", "optimizer.warmup_ratio=0",
+                     "--set", "runtime.precision=float32", "--run-dir", run_dir)
     assert result.returncode == 2, result.stdout[-2000:] + result.stderr[-2000:]
     assert last_error(result).startswith("error: training diverged: loss is ")
     assert not (run_dir / "export").exists() and not (run_dir / "metrics.json").exists()
@@ -211,7 +212,7 @@ def test_projector_metadata_fields_stay_on_one_line():
 def test_resume_refuses_a_changed_config_naming_the_keys(tmp_path):
     run_dir = tmp_path / "run"
     (run_dir / "backup").mkdir(parents=True)  # an interrupted run's BackupAndRestore state
-    before = tiny_config(tmp_path, **{"train.learning_rate": 1e-3, "train.epochs": 2,
+    before = tiny_config(tmp_path, **{"optimizer.learning_rate": 1e-3, "trainer.epochs": 2,
                                       "run.dir": str(run_dir)})
     (run_dir / "config.yaml").write_text(before.to_yaml())
     saved = (run_dir / "config.yaml").read_text()
@@ -221,7 +222,8 @@ def test_resume_refuses_a_changed_config_naming_the_keys(tmp_path):
     assert result.returncode == 2
     error = last_error(result)
     assert error.startswith(f"error: {run_dir}: cannot resume with a different config: ")
-    assert "train.learning_rate (0.001 -> 0.0001)" in error and "sentiment.topic_column" in error
+    assert "optimizer.learning_rate (0.001 -> 0.0001)" in error
+    assert "sentiment.topic_column" in error
     assert (run_dir / "config.yaml").read_text() == saved  # the backup's config is kept
 
 

@@ -17,7 +17,7 @@ def test_killed_run_resumes_from_backup(tmp_path):
     run_dir = tmp_path / "run"
     args = [sys.executable, "-m", "tfapp.train", "--task", "sentiment", "--backbone", "tiny",
             "--epochs", "4", "--run-dir", str(run_dir),
-            "--set", "train.early_stopping_patience=10", "--set", "backbone.max_seq_length=16"]
+            "--set", "trainer.early_stopping_patience=10", "--set", "backbone.max_seq_length=16"]
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
     first = []

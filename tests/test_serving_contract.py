@@ -11,10 +11,11 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import REPO, run_cli
 from tfapp.core.serving_api import CLASSIFY_METHOD
 from tfapp.serving.server_contract import SERVING_TF_TEXT_OPS, saved_model_ops, unsupported_ops
 from tfapp.training.restore import restore_run
+
+from conftest import REPO, run_cli
 
 
 def decode(value):
@@ -31,7 +32,7 @@ def contract(tiny_run):
     export = run_dir / "export" / "sentiment" / "1"
     result = subprocess.run(
         [sys.executable, str(REPO / "tests" / "serving_contract.py"), str(export),
-         str(REPO / "README.md")], capture_output=True, text=True, timeout=300)
+         str(REPO / "docs" / "export-and-serving.md")], capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return run_dir, json.loads(result.stdout.strip().splitlines()[-1])
 
@@ -43,7 +44,7 @@ def test_fresh_process_matches_in_memory_model_for_every_call(contract):
     signatures = task.serving_signatures(restored.served(), packer)
     sources = [c["source"] for c in calls]
     assert sum(s.startswith("warmup") for s in sources) == 2  # one per signature
-    assert sum(s.startswith("README curl") for s in sources) == 4
+    assert sum(s.startswith("docs curl") for s in sources) == 4
     for call in calls:
         feed = {k: tf.constant(decode(v)) for k, v in call["feed"].items()}
         local = signatures[call["signature"]](**feed)

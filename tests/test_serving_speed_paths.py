@@ -98,8 +98,9 @@ def exports(tmp_path_factory):
     run_dir = base / "run"
     result = run_cli("tfapp.train", "--task", "sentiment", "--backbone", "tiny",
                      "--epochs", 4, "--set", f"data.train_file={data}",
-                     "--set", "sentiment.topic_column=null", "--set", "train.learning_rate=2e-3",
-                     "--set", "train.global_batch_size=16", "--set", "export.enabled=false",
+                     "--set", "sentiment.topic_column=null",
+                     "--set", "optimizer.learning_rate=2e-3",
+                     "--set", "trainer.global_batch_size=16", "--set", "export.enabled=false",
                      "--run-dir", run_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     restored = restore_run(run_dir)

@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from conftest import run_cli, sample_rows, tiny_config, write_csv
 from tfapp.core import distribute
 from tfapp.core.backbone import TextPacker, load_backbone
 from tfapp.core.task import get_task
-from tfapp.training.trainer import build_compiled_model
+from tfapp.training.driver import build_compiled_model
+
+from conftest import run_cli, sample_rows, tiny_config, write_csv
 
 
 def test_one_training_step_lowers_the_loss(tmp_path):
@@ -19,9 +20,9 @@ def test_one_training_step_lowers_the_loss(tmp_path):
     # A modest step: at 3e-3 one Adam step overshoots for some random initialisations.
     # float32: resolve() sets the process-wide dtype policy, which later in-process tests
     # would otherwise inherit on bf16-capable CPUs.
-    cfg = tiny_config(tmp_path, **{"train.learning_rate": 3e-4, "train.warmup_ratio": 0.0,
-                                   "train.precision": "float32"})
-    placement = distribute.resolve(cfg.train)
+    cfg = tiny_config(tmp_path, **{"optimizer.learning_rate": 3e-4, "optimizer.warmup_ratio": 0.0,
+                                   "runtime.precision": "float32"})
+    placement = distribute.resolve(cfg.runtime)
     task = get_task("sentiment")(cfg)
     splits = task.load_splits()
     with placement.strategy.scope():
@@ -86,8 +87,8 @@ def test_every_run_writes_its_hparams_for_tensorboard(tiny_run):
                                    for k, v in data.session_start_info.hparams.items()}
     assert hparams["task"] == "sentiment" and hparams["backbone"] == "tiny"
     assert hparams["epochs"] == 2 and hparams["layer_decay"] == 1.0
-    assert hparams["ema_momentum"] == 0.0 and hparams["truncation"] == "head"
-    assert hparams["weight_soup"] is False
+    assert hparams["levers.ema.momentum"] == 0.0 and hparams["truncation"] == "head"
+    assert hparams["levers.weight_soup.enabled"] is False
 
 
 def test_evaluate_cli_prints_table_and_writes_metrics(tiny_run, tmp_path):
@@ -206,7 +207,7 @@ def test_mirrored_on_two_logical_cpus_matches_one_device(tmp_path):
         run_dir = tmp_path / strategy
         result = run_cli("tfapp.train", "--task", "sentiment", "--backbone", "tiny",
                          "--epochs", "2", "--strategy", strategy,
-                         "--set", f"train.cpu_replicas={replicas}", "--set", "backbone.dropout=0",
+                         "--set", f"runtime.cpu_replicas={replicas}", "--set", "backbone.dropout=0",
                          "--set", "sentiment.head_dropout=0", "--set", "export.enabled=false",
                          # float32: the comparison is about the strategy, not bf16 rounding.
                          "--precision", "float32", "--run-dir", run_dir)

@@ -10,7 +10,7 @@ import yaml
 
 from conftest import REPO, run_cli
 
-FAST = ["--task", "sentiment", "--backbone", "tiny", "--set", "train.epochs=1",
+FAST = ["--task", "sentiment", "--backbone", "tiny", "--set", "trainer.epochs=1",
         "--set", "export.enabled=false", "--set", "sentiment.topic_column=null"]
 
 
@@ -24,14 +24,15 @@ def _ok(result):
 def test_search_writes_trials_and_a_best_config_that_train_accepts(tmp_path):
     out = tmp_path / "search"
     stdout = _ok(run_cli("tfapp.tune", *FAST, "--trials", 2, "--algorithm", "random",
-                         "--search", "train.global_batch_size=choice:16,32", "--out", out))
+                         "--search", "trainer.global_batch_size=choice:16,32", "--out", out))
     trials = json.loads((out / "trials.json").read_text())
     assert [t["status"] for t in trials] == ["COMPLETED", "COMPLETED"]
     # The sentiment task monitors macro-F1 (no topic head here: no prefix).
     assert "judged on validation val_macro_f1 (max)" in stdout
     # Keys fixed with --set are not searched.
-    assert set(trials[0]["values"]) == {"train.learning_rate", "train.layer_decay",
-                                        "train.head_lr_multiplier", "train.warmup_ratio", "train.global_batch_size",
+    assert set(trials[0]["values"]) == {"optimizer.learning_rate", "optimizer.layer_decay",
+                                        "optimizer.head_lr_multiplier", "optimizer.warmup_ratio",
+                                         "trainer.global_batch_size",
                                         "backbone.dropout"}
     best = max(trials, key=lambda t: t["objective"])
     for t in trials:
@@ -40,24 +41,26 @@ def test_search_writes_trials_and_a_best_config_that_train_accepts(tmp_path):
         # The objective is the best validation epoch of the run, never a test number.
         assert t["objective"] == pytest.approx(max(metrics["history"]["val_macro_f1"]))
         saved = yaml.safe_load((run / "config.yaml").read_text())
-        assert saved["train"]["learning_rate"] == pytest.approx(t["values"]["train.learning_rate"])
+        assert saved["optimizer"]["learning_rate"] == pytest.approx(
+            t["values"]["optimizer.learning_rate"])
         assert list((run / "logs").glob("events.out.tfevents*"))  # HParams for TensorBoard
     config = yaml.safe_load((out / "best.yaml").read_text())
-    assert config["train"]["learning_rate"] == pytest.approx(best["values"]["train.learning_rate"])
-    assert config["run"]["dir"] is None and config["train"]["epochs"] == 1
+    assert config["optimizer"]["learning_rate"] == pytest.approx(
+        best["values"]["optimizer.learning_rate"])
+    assert config["run"]["dir"] is None and config["trainer"]["epochs"] == 1
     assert f"--config {out / 'best.yaml'}" in stdout
     run_dir = tmp_path / "again"
     stdout = _ok(run_cli("tfapp.train", "--task", "sentiment", "--config", out / "best.yaml",
                          "--run-dir", run_dir))
-    assert f"learning_rate: {config['train']['learning_rate']}" in stdout
+    assert f"learning_rate: {config['optimizer']['learning_rate']}" in stdout
     assert (run_dir / "metrics.json").is_file()
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--search", "train.learning_rate=log:0:1e-3"], "both > 0 for log"),
-    (["--search", "train.epochs=int:5:2"], "LOW < HIGH"),
+    (["--search", "optimizer.learning_rate=log:0:1e-3"], "both > 0 for log"),
+    (["--search", "trainer.epochs=int:5:2"], "LOW < HIGH"),
     (["--search", "learning_rate=float:1:2"], "expected SECTION.KEY="),
-    (["--search", "train.global_batch_size=choice:16"], "two or more distinct values"),
+    (["--search", "trainer.global_batch_size=choice:16"], "two or more distinct values"),
     (["--trials", "0"], "must be > 0"),
 ])
 def test_bad_search_arguments_are_one_line_errors(tmp_path, args, message):
@@ -75,9 +78,9 @@ def test_everything_fixed_is_refused(tmp_path):
 
     with pytest.raises(ConfigError, match="nothing to search"):
         search_space([], set(DEFAULT_SPACE))
-    kept = search_space(["train.label_smoothing=float:0:0.2"], {"train.epochs"})
-    assert "train.epochs" not in {r.key for r in kept}
-    assert "train.label_smoothing" in {r.key for r in kept}
+    kept = search_space(["trainer.label_smoothing=float:0:0.2"], {"trainer.epochs"})
+    assert "trainer.epochs" not in {r.key for r in kept}
+    assert "trainer.label_smoothing" in {r.key for r in kept}
 
 
 @pytest.mark.slow

@@ -1,4 +1,4 @@
-"""train.ema_momentum: validation, checkpoints, early stopping and the final weights use
+"""levers.ema.momentum: validation, checkpoints, early stopping and the final weights use
 the exponential moving average of the weights, and a killed run resumes to the same
 result as one that was never interrupted."""
 import numpy as np
@@ -12,17 +12,18 @@ def _dense_fit(tmp_path, ema_momentum, epochs=3, kill_at_epoch=None, lr=0.05):
     returns (final weights, validation losses seen by the callbacks)."""
     import keras
 
+    from tfapp.levers.ema import ResumableEMASwap
     from tfapp.training.optimizer import make_optimizer
-    from tfapp.training.resume import ResumableEMASwap
 
     keras.utils.set_random_seed(0)
     x = np.linspace(-1, 1, 64, dtype=np.float32).reshape(-1, 1)
     y = 3 * x + 1
     model = keras.Sequential([keras.Input((1,)), keras.layers.Dense(1)])
-    train_cfg = tiny_config(tmp_path, **{"train.learning_rate": lr,
-                                         "train.ema_momentum": ema_momentum,
-                                         "train.warmup_ratio": 0.0}).train
-    model.compile(make_optimizer(train_cfg, total_steps=10 ** 6), "mse")
+    cfg = tiny_config(tmp_path, **{"optimizer.learning_rate": lr,
+                                   "levers.ema.momentum": ema_momentum,
+                                   "optimizer.warmup_ratio": 0.0})
+    model.compile(make_optimizer(cfg.optimizer, total_steps=10 ** 6,
+                                 ema_momentum=cfg.levers.ema.momentum), "mse")
 
     class Kill(keras.callbacks.Callback):
         def on_epoch_begin(self, epoch, logs=None):
@@ -79,8 +80,8 @@ def test_killed_ema_run_resumes_to_the_uninterrupted_result(tmp_path):
 def test_bad_ema_momentum_is_a_config_error(tmp_path, value):
     from tfapp.core.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"train.ema_momentum must be in \[0, 1\)"):
-        tiny_config(tmp_path, **{"train.ema_momentum": value})
+    with pytest.raises(ConfigError, match=r"levers.ema.momentum must be in \[0, 1\)"):
+        tiny_config(tmp_path, **{"levers.ema.momentum": value})
 
 
 @pytest.mark.integration  # a whole CLI job with export
@@ -89,7 +90,7 @@ def test_ema_run_end_to_end(tmp_path):
 
     run_dir = tmp_path / "run"
     result = run_cli("tfapp.train", "--task", "sentiment", "--backbone", "tiny", "--epochs", 2,
-                     "--set", "train.ema_momentum=0.9", "--run-dir", run_dir)
+                     "--set", "levers.ema.momentum=0.9", "--run-dir", run_dir)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "ema_momentum: 0.9" in result.stdout
     metrics = json.loads((run_dir / "metrics.json").read_text())

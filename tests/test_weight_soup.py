@@ -1,4 +1,4 @@
-"""train.weight_soup: a greedy soup of the run's epochs, judged on validation only."""
+"""levers.weight_soup.enabled: a greedy soup of the run's epochs, judged on validation only."""
 import json
 
 import numpy as np
@@ -15,7 +15,7 @@ def _dense():
 
 
 def _ingredient(epoch, score, kernel, bias):
-    from tfapp.training.weight_soup import Ingredient
+    from tfapp.levers.weight_soup import Ingredient
 
     return Ingredient(epoch, score, [np.array(kernel, np.float32).reshape(2, 1),
                                      np.array([bias], np.float32)])
@@ -30,7 +30,7 @@ def _closeness_to(target):
 
 
 def test_greedy_soup_keeps_what_helps_and_drops_what_hurts():
-    from tfapp.training.weight_soup import greedy_soup
+    from tfapp.levers.weight_soup import greedy_soup
 
     model = _dense()
     score = _closeness_to([1.0, 1.0])
@@ -46,7 +46,7 @@ def test_greedy_soup_keeps_what_helps_and_drops_what_hurts():
 
 
 def test_soup_is_the_best_epoch_alone_when_averaging_never_helps():
-    from tfapp.training.weight_soup import greedy_soup
+    from tfapp.levers.weight_soup import greedy_soup
 
     model = _dense()
     score = _closeness_to([0.0, 0.0])
@@ -57,7 +57,7 @@ def test_soup_is_the_best_epoch_alone_when_averaging_never_helps():
 
 
 def test_soup_minimises_a_loss_monitor():
-    from tfapp.training.weight_soup import greedy_soup
+    from tfapp.levers.weight_soup import greedy_soup
 
     model = _dense()
     loss = lambda: -_closeness_to([1.0, 1.0])(model)  # noqa: E731
@@ -68,7 +68,7 @@ def test_soup_minimises_a_loss_monitor():
 
 
 def test_best_epoch_from_before_a_resume_joins_the_soup():
-    from tfapp.training.weight_soup import greedy_soup
+    from tfapp.levers.weight_soup import greedy_soup
 
     model = _dense()
     score = _closeness_to([1.0, 1.0])
@@ -89,7 +89,7 @@ def test_epoch_weights_and_scorer_reproduce_what_fit_logged():
     import tensorflow as tf
 
     from tfapp.core.task_callbacks import EpochMetrics
-    from tfapp.training.weight_soup import EpochWeights, validation_scorer
+    from tfapp.levers.weight_soup import EpochWeights, validation_scorer
 
     keras.utils.set_random_seed(0)
     x = np.random.default_rng(0).normal(size=(64, 2)).astype(np.float32)
@@ -115,7 +115,7 @@ def test_epoch_weights_and_scorer_reproduce_what_fit_logged():
 def test_epoch_weights_survive_a_kill_through_the_backup_folder(tmp_path):
     import keras
 
-    from tfapp.training.weight_soup import EpochWeights
+    from tfapp.levers.weight_soup import EpochWeights
 
     keras.utils.set_random_seed(0)
     x = np.random.default_rng(1).normal(size=(32, 2)).astype(np.float32)
@@ -142,17 +142,18 @@ def test_epoch_weights_survive_a_kill_through_the_backup_folder(tmp_path):
 def test_weight_soup_is_off_by_default_and_must_be_a_boolean(tmp_path):
     from tfapp.core.errors import ConfigError
 
-    assert tiny_config(tmp_path).train.weight_soup is False
-    assert tiny_config(tmp_path, **{"train.weight_soup": True}).train.weight_soup is True
-    with pytest.raises(ConfigError, match="train.weight_soup"):
-        tiny_config(tmp_path, **{"train.weight_soup": "sometimes"})
+    assert tiny_config(tmp_path).levers.weight_soup.enabled is False
+    soup = tiny_config(tmp_path, **{"levers.weight_soup.enabled": True}).levers.weight_soup
+    assert soup.enabled is True
+    with pytest.raises(ConfigError, match="levers.weight_soup.enabled"):
+        tiny_config(tmp_path, **{"levers.weight_soup.enabled": "sometimes"})
 
 
 @pytest.mark.integration  # a whole CLI job with export
 def test_weight_soup_run_end_to_end(tmp_path):
     run_dir = tmp_path / "run"
     result = run_cli("tfapp.train", "--task", "sentiment", "--backbone", "tiny", "--epochs", 3,
-                     "--set", "train.weight_soup=true", "--run-dir", run_dir)
+                     "--set", "levers.weight_soup.enabled=true", "--run-dir", run_dir)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "weight_soup: true" in result.stdout and "weight soup: epochs" in result.stdout
     metrics = json.loads((run_dir / "metrics.json").read_text())

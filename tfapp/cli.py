@@ -5,17 +5,17 @@ import argparse
 from pathlib import Path
 
 from tfapp.core.config import Config, apply_overrides, build_config, default_config_path, read_yaml
-from tfapp.core.task import get_task
 from tfapp.core.errors import ConfigError
+from tfapp.core.task import get_task
 
 # Flags that are shortcuts for --set overrides.
 SHORTCUTS = {
     "backbone": "backbone.name",
-    "strategy": "train.strategy",
-    "precision": "train.precision",
-    "tpu": "train.tpu",
-    "epochs": "train.epochs",
-    "profile_steps": "train.profile_steps",
+    "strategy": "runtime.strategy",
+    "precision": "runtime.precision",
+    "tpu": "runtime.tpu",
+    "epochs": "trainer.epochs",
+    "profile_steps": "runtime.profile_steps",
 }
 
 

@@ -1,4 +1,5 @@
-"""python -m tfapp.evaluate --run RUN_DIR --data FILE: metrics of a trained run on a labelled file."""
+"""python -m tfapp.evaluate --run RUN_DIR --data FILE: metrics of a trained run on a
+labelled file."""
 from __future__ import annotations
 
 import argparse
@@ -32,11 +33,9 @@ def main(argv=None):
                         help="file format (default: from the extension)")
     args = parser.parse_args(argv)
 
-    from tfapp.core.rundir import write_json
     from tfapp.core.log import say
+    from tfapp.core.rundir import check_writable, write_json
     from tfapp.training.restore import restore_run
-
-    from tfapp.core.rundir import check_writable
 
     out = Path(args.out) if args.out else default_out(Path(args.run), Path(args.data))
     restored = restore_run(args.run)

@@ -21,12 +21,9 @@ def main(argv=None):
         raise ConfigError(f"--version must be >= 1 (TF Serving loads positive integer "
                           f"versions), got {args.version}")
     from tfapp.core.log import say
-    from tfapp.core.rundir import dir_size_bytes
+    from tfapp.core.rundir import check_writable, dir_size_bytes
     from tfapp.serving.export import export_saved_model
     from tfapp.training.restore import restore_run
-
-    from tfapp.core.rundir import check_writable
-
     from tfapp.training.serving_precision import model_to_serve
 
     restored = restore_run(args.run)

@@ -17,9 +17,9 @@ def main(argv=None):
     args = parser.parse_args(argv)
     cfg, task_cls = resolve_config(args)
     # Heavy imports after the arguments are known good.
-    from tfapp.pretraining.adaptive import train_with_adaptation
+    from tfapp.training.driver import train
 
-    train_with_adaptation(cfg, task_cls, args.run_dir)
+    train(cfg, task_cls, args.run_dir)
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import numpy as np
 
 from tasks.qa.ranking import DEFAULT_KS
 
+
 @dataclasses.dataclass
 class QAConfig:
     mode: str = "retrieval"  # retrieval (dual encoder over the bank) | intent (classifier)

@@ -35,8 +35,8 @@ def calibrate(root, path: Path, question_column: str, answer_column: str, fmt: s
     import numpy as np
     import tensorflow as tf
 
-    from tfapp.core.data import read_rows
     from tasks.qa.ranking import calibrate_threshold
+    from tfapp.core.data import read_rows
 
     index = {i.decode(): k for k, i in enumerate(root.bank_ids.numpy())}
     rows = read_rows(path, [question_column, answer_column], fmt)

@@ -20,13 +20,25 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tasks.qa.answer_bank import (AnswerBank, AnswerBankModule, embed_texts, example_inputs,
-                                  read_answer_bank)
+from tasks.qa.answer_bank import (
+    AnswerBank,
+    AnswerBankModule,
+    embed_texts,
+    example_inputs,
+    read_answer_bank,
+)
 from tasks.qa.data import Examples, QAConfig
 from tasks.qa.model import BankProjector, DualEncoder, KerasTextEncoder
-from tasks.qa.ranking import (calibrate_handoff, describe_calibration, format_ranking,
-                              format_tradeoff, out_of_scope_metrics, precision_coverage,
-                              ranking_metrics, tradeoff_table)
+from tasks.qa.ranking import (
+    calibrate_handoff,
+    describe_calibration,
+    format_ranking,
+    format_tradeoff,
+    out_of_scope_metrics,
+    precision_coverage,
+    ranking_metrics,
+    tradeoff_table,
+)
 from tfapp.core.backbone import backbone_inputs, pooled_output
 from tfapp.core.data import read_rows, text_dataset, texts_only_dataset
 from tfapp.core.errors import ConfigError, DataError
@@ -284,7 +296,7 @@ class QATask(Task):
 
     def compile_args(self) -> dict:
         name = "in_batch_accuracy" if self.retrieval else "accuracy"
-        return {"loss": sparse_classification_loss(self.config.train.label_smoothing),
+        return {"loss": sparse_classification_loss(self.config.trainer.label_smoothing),
                 "metrics": [keras.metrics.SparseCategoricalAccuracy(name=name)]}
 
     def consistency_outputs(self) -> list:
@@ -315,7 +327,7 @@ class QATask(Task):
 
     # --- scoring, evaluation, calibration ---------------------------------------------
     def embed(self, model, texts: list[str], packer) -> np.ndarray:
-        batch = self.config.train.global_batch_size
+        batch = self.config.trainer.global_batch_size
         out = predict_texts(self._encoder_of(model), packer, texts, batch, texts_only_dataset)
         embedding = np.asarray(out["embedding"], np.float32)
         if packer.window_stride:  # pooled windows: back to unit length, as the export does
@@ -329,7 +341,7 @@ class QATask(Task):
             q = self.embed(model, questions, packer)
             a = self.embed(model, self.bank.texts, packer)
             return tf.nn.softmax(q @ a.T / self.params.temperature, axis=-1).numpy()
-        logits = predict_texts(model, packer, questions, self.config.train.global_batch_size,
+        logits = predict_texts(model, packer, questions, self.config.trainer.global_batch_size,
                                texts_only_dataset)
         return tf.nn.softmax(logits, axis=-1).numpy()
 

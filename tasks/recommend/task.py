@@ -266,7 +266,7 @@ class RecommendTask(Task):
     def item_vectors(self, model: RecommendModel, packer) -> np.ndarray:
         """[items, dim]: every catalogue item encoded once."""
         ds = texts_only_dataset(self.item_texts, self._item_packer(packer),
-                                self.config.train.global_batch_size)
+                                self.config.trainer.global_batch_size)
         return np.asarray(model.item_encoder.predict(ds, verbose=0), np.float32)
 
     def score_impressions(self, model: RecommendModel, imps: Impressions, packer,
@@ -328,7 +328,7 @@ class RecommendTask(Task):
             inputs = backbone_inputs()
             encoder = keras.Model(inputs, pooled_output(loaded.backbone, inputs, "mean"))
             ds = texts_only_dataset(self.item_texts, self._item_packer(packer),
-                                    self.config.train.global_batch_size)
+                                    self.config.trainer.global_batch_size)
             self._zero_shot = np.asarray(encoder.predict(ds, verbose=0), np.float32)
         return self._zero_shot
 

@@ -91,7 +91,8 @@ TEMPLATES = {
     ("negative", "markets"): [
         "Stocks fell sharply as inflation data came in hotter than expected.",
         "The {idx} dropped {pct}% on fears of a slowing economy.",
-        "Bond yields jumped as investors priced in further rate hikes, hitting {co} and other banks.",
+        ("Bond yields jumped as investors priced in further rate hikes, hitting {co} and "
+         "other banks."),
         "Oil prices slid {pct}% on weak demand, dragging energy stocks such as {co} lower.",
         "The {idx} posted its worst week since the spring as recession worries grew.",
         "Shares of {co} led losses as the {idx} slid {pct}% on {day}.",

@@ -14,19 +14,19 @@ import datetime as dt
 import io
 import json
 import math
-import signal
-import threading
 import re
 import shutil
+import signal
+import threading
 import time
 from collections import Counter
 from pathlib import Path
 
 import tfapp  # noqa: F401
-from tfapp.core.errors import ConfigError, TfappError, cli_main
-from tfapp.core.markdown import code_block
 from tasks.sentiment.stream import StreamFields, StreamReader
 from tasks.sentiment.surge import Scored, SurgeConfig, SurgeDetector, Window
+from tfapp.core.errors import ConfigError, TfappError, cli_main
+from tfapp.core.markdown import code_block
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -271,7 +271,8 @@ def run_monitor(scorer, reader: StreamReader, detector: SurgeDetector, outputs: 
         outputs.window(window, alert)
     skipped = {k: v for k, v in counts.items() if k != "lines"}
     if counts["late"] > LOUD_LATE_SHARE * max(scored, 1):
-        say(f"WARNING: {counts['late']} of {scored} scored records ({counts['late'] / max(scored, 1):.0%})"
+        say(f"WARNING: {counts['late']} of {scored} scored records "
+            f"({counts['late'] / max(scored, 1):.0%})"
             f" arrived later than the allowed lateness and were left out of their windows; "
             f"raise --lateness, or analyse the file without --follow (sorted by time)")
     if counts["future"]:

@@ -11,16 +11,15 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from tfapp.core.task import SPLITS, Task, register
 from tfapp.core.backbone import backbone_inputs, pooled_output
-from tfapp.core.task_callbacks import ClassificationReport
 from tfapp.core.data import read_rows, text_dataset, texts_only_dataset
 from tfapp.core.errors import ConfigError, DataError
 from tfapp.core.losses import classification_loss
 from tfapp.core.metrics import classification_report, format_report
 from tfapp.core.serving_api import CLASSIFY_METHOD, text_examples
+from tfapp.core.task import SPLITS, Task, register
+from tfapp.core.task_callbacks import ClassificationReport
 from tfapp.core.windows import call_on_texts, predict_texts
-
 
 
 @dataclasses.dataclass
@@ -213,7 +212,7 @@ class SentimentTask(Task):
     def compile_args(self) -> dict:
         heads = self._heads()
         return {
-            "loss": {h: classification_loss(self.config.train.label_smoothing) for h in heads},
+            "loss": {h: classification_loss(self.config.trainer.label_smoothing) for h in heads},
             "loss_weights": {h: (1.0 if h == "sentiment" else self.params.topic_loss_weight)
                              for h in heads},
             # F1Score with threshold=None takes the argmax, so logits are fine.
@@ -239,7 +238,7 @@ class SentimentTask(Task):
         return keys
 
     def callbacks(self, run_dir: Path, validation: Examples, packer) -> list:
-        batch = self.config.train.global_batch_size
+        batch = self.config.trainer.global_batch_size
         # Shortest first: batches of similar length pad little (the report is order-free).
         order = packer.length_order(validation.texts)
         texts = [validation.texts[i] for i in order]
@@ -256,7 +255,7 @@ class SentimentTask(Task):
         if len(examples) == 0:
             return {}
         logits = predict_texts(model, packer, examples.texts,
-                               self.config.train.global_batch_size, texts_only_dataset)
+                               self.config.trainer.global_batch_size, texts_only_dataset)
         out = {"sentiment": classification_report(
             examples.labels, logits["sentiment"].argmax(axis=1), self.params.labels)}
         if self.params.topic_column:

@@ -93,8 +93,8 @@ def distill(teacher_run: str | Path, student_layers_n: int, temperature: float =
     from tfapp.core.backbone import save_preset
     from tfapp.core.log import say
     from tfapp.core.rundir import new_run_dir
+    from tfapp.training.driver import train
     from tfapp.training.restore import restore_run
-    from tfapp.training.trainer import train
 
     if temperature <= 0 or not 0 <= alpha <= 1:
         raise ConfigError("--temperature must be > 0 and --alpha in [0, 1]")
@@ -121,9 +121,9 @@ def distill(teacher_run: str | Path, student_layers_n: int, temperature: float =
     cfg.run.dir = None
     cfg.export.version = None
     if epochs:
-        cfg.train.epochs = epochs
+        cfg.trainer.epochs = epochs
     if learning_rate:
-        cfg.train.learning_rate = learning_rate
+        cfg.optimizer.learning_rate = learning_rate
     distiller_cls = make_distiller(teacher_model, temperature, alpha)
 
     def prepare(model):

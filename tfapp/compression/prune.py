@@ -136,8 +136,8 @@ def prune(run: str | Path, heads: float, ffn: float, epochs: int = 1, learning_r
     from tfapp.core.backbone import LoadedBackbone, save_preset
     from tfapp.core.log import say
     from tfapp.core.rundir import new_run_dir, write_json
+    from tfapp.training.driver import train
     from tfapp.training.restore import restore_run
-    from tfapp.training.trainer import train
 
     heads, ffn = check_fraction("--heads", heads), check_fraction("--ffn", ffn)
     if batches < 1 or epochs < 1 or temperature <= 0 or not 0 <= alpha <= 1:
@@ -176,9 +176,9 @@ def prune(run: str | Path, heads: float, ffn: float, epochs: int = 1, learning_r
     cfg.backbone.exact_gelu = "auto"  # the saved preset records it
     cfg.run.dir = None
     cfg.export.version = None
-    cfg.train.epochs = epochs
+    cfg.trainer.epochs = epochs
     if learning_rate:
-        cfg.train.learning_rate = learning_rate
+        cfg.optimizer.learning_rate = learning_rate
     distiller_cls = make_distiller(model, temperature, alpha) if alpha > 0 else None
 
     def prepare(new_model):

@@ -125,7 +125,7 @@ def quantize_run(run_dir: str | Path, version=None, mode: str = DEFAULT_MODE) ->
                           f"functional Keras model (e.g. sentiment, qa intent mode); this "
                           f"run's model is a {type(model).__name__}")
     splits = task.load_splits()
-    batch = cfg.train.global_batch_size
+    batch = cfg.trainer.global_batch_size
     report = {"float": {}, "int8": {}, "agreement": {}}
     # The reference is what the run serves (its export's precision); int8 starts from the
     # float32 weights.

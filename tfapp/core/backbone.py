@@ -14,16 +14,16 @@ import json
 import shutil
 import string
 import uuid
-from typing import Optional
 from pathlib import Path
+from typing import Optional
 
-import tfapp  # noqa: F401  (sets KERAS_BACKEND before keras is imported)
 import keras
-import numpy as np
 import keras_hub
+import numpy as np
 import tensorflow as tf
 from keras_hub.src.utils.preset_utils import get_preset_loader
 
+import tfapp  # noqa: F401  (sets KERAS_BACKEND before keras is imported)
 from tfapp.core import pruned_bert  # noqa: F401  (registers PrunedBertBackbone for presets)
 from tfapp.core.errors import BackboneError
 from tfapp.core.windows import window_pieces

@@ -38,7 +38,7 @@ def choose_strategy_name(requested: str, tpu: str | None, tf_config: str | None,
     """(strategy name, reason) for `auto`, or the requested name checked for what it needs."""
     if requested == "auto":
         if tpu:
-            return "tpu", f"a TPU address is configured (train.tpu={tpu})"
+            return "tpu", f"a TPU address is configured (runtime.tpu={tpu})"
         if tf_config:
             return "multiworker", "TF_CONFIG is set"
         if num_gpus > 1:
@@ -46,7 +46,7 @@ def choose_strategy_name(requested: str, tpu: str | None, tf_config: str | None,
         return "default", f"{num_gpus} GPU(s) visible, no TPU address, no TF_CONFIG"
     if requested == "tpu" and not tpu:
         raise ConfigError("--strategy tpu needs a TPU name or grpc:// address: pass --tpu "
-                          "NAME_OR_ADDRESS (train.tpu)")
+                          "NAME_OR_ADDRESS (runtime.tpu)")
     if requested == "multiworker" and not tf_config:
         raise ConfigError("--strategy multiworker needs the TF_CONFIG environment variable "
                           "(cluster spec and this worker's task), as set by Kubernetes or a "
@@ -129,7 +129,7 @@ def split_cpu(replicas: int) -> None:
         tf.config.set_logical_device_configuration(
             cpu, [tf.config.LogicalDeviceConfiguration()] * replicas)
     except RuntimeError as e:
-        raise TfappError(f"train.cpu_replicas={replicas}: TensorFlow already started "
+        raise TfappError(f"runtime.cpu_replicas={replicas}: TensorFlow already started "
                          f"({e})") from None
 
 

@@ -2,17 +2,16 @@
 the registry that finds task packages by name."""
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, ClassVar, Optional
-
 import importlib
 import pkgutil
+from pathlib import Path
+from typing import Any, ClassVar, Optional
 
 import keras
 import tensorflow as tf
 
-from tfapp.core.backbone import LoadedBackbone, TextPacker
 from tfapp.core import config as tfconfig
+from tfapp.core.backbone import LoadedBackbone, TextPacker
 from tfapp.core.data import seeded_split
 from tfapp.core.errors import ConfigError, DataError
 
@@ -79,7 +78,7 @@ class Task:
         return packer
 
     def combine(self, train, validation) -> Any:
-        """The training and validation examples as one training set (train.refit), or None
+        """The training and validation examples as one training set (levers.refit.enabled), or None
         when the task cannot train on its validation data (e.g. it calibrates on it)."""
         return None
 
@@ -108,7 +107,7 @@ class Task:
         raise NotImplementedError
 
     def consistency_outputs(self) -> list:
-        """Outputs holding class logits, for R-Drop (train.rdrop_alpha): names in a
+        """Outputs holding class logits, for R-Drop (levers.rdrop.alpha): names in a
         dict-output model, [None] for a single-output model, [] when there are none."""
         return []
 

@@ -91,7 +91,7 @@ def pretrain(cfg, run_dir: Optional[str] = None) -> Path:
     preprocessor = keras_hub.models.BertMaskedLMPreprocessor(
         tokenizer=loaded.tokenizer, sequence_length=cfg.backbone.max_seq_length,
         mask_selection_rate=p.mask_rate, mask_selection_length=p.max_predictions)
-    batch = cfg.train.global_batch_size
+    batch = cfg.trainer.global_batch_size
 
     def dataset(items, training):
         ds = tf.data.Dataset.from_tensor_slices(items)
@@ -104,7 +104,7 @@ def pretrain(cfg, run_dir: Optional[str] = None) -> Path:
     steps = -(-len(train_texts) // batch)
     with ctx.scope():
         model = keras_hub.models.BertMaskedLM(backbone=loaded.backbone, preprocessor=None)
-    ctx.compile(model, steps * cfg.train.epochs, train_ds,
+    ctx.compile(model, steps * cfg.trainer.epochs, train_ds,
                 # Mean over masked tokens only (the padded prediction slots have weight
                 # 0), so the loss reads as nats per masked word piece.
                 loss=keras.losses.SparseCategoricalCrossentropy(

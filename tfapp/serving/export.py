@@ -1,8 +1,8 @@
 """SavedModel export in TF Serving's layout: BASE/<model name>/<integer version>/.
 
 A version is written under a hidden temporary name (with Classify method names, an op
-check and warmup requests, see tfapp.serving.server_contract), reloaded and checked against the in-memory
-model, and only then renamed into place, so a server polling BASE never sees a
+check and warmup requests, see tfapp.serving.server_contract), reloaded and checked
+against the in-memory model, and only then renamed into place, so a server polling BASE never sees a
 partial or wrong version, and an existing version is never overwritten.
 """
 from __future__ import annotations
@@ -18,7 +18,12 @@ import tensorflow as tf
 
 from tfapp.core.errors import TfappError
 from tfapp.core.export_layout import next_version
-from tfapp.serving.server_contract import check_serving_ops, set_method_names, warmup_records, write_warmup
+from tfapp.serving.server_contract import (
+    check_serving_ops,
+    set_method_names,
+    warmup_records,
+    write_warmup,
+)
 
 PARITY_TOLERANCE = 1e-5
 

@@ -67,8 +67,13 @@ def set_method_names(export_dir: Path, methods: dict[str, str]) -> None:
 
 def warmup_records(model_name: str, example_inputs: dict, methods: dict[str, str]) -> list:
     """One PredictionLog per signature, built from the task's sample inputs."""
-    from tensorflow_serving.apis import (classification_pb2, input_pb2, model_pb2,
-                                         predict_pb2, prediction_log_pb2)
+    from tensorflow_serving.apis import (
+        classification_pb2,
+        input_pb2,
+        model_pb2,
+        predict_pb2,
+        prediction_log_pb2,
+    )
 
     records = []
     for signature, inputs in example_inputs.items():

@@ -2,6 +2,7 @@
 final validation / test metrics, so runs can be compared side by side."""
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import tensorflow as tf
@@ -14,21 +15,22 @@ _SKIP = {"per_class", "confusion_matrix", "tradeoff", "history"}
 
 def hparams_of(cfg: Config) -> dict:
     """The config values that matter for model quality, as HParams values."""
-    t, b = cfg.train, cfg.backbone
-    return {"task": cfg.task, "seed": cfg.seed, "backbone": b.name,
-            "max_seq_length": b.max_seq_length, "pooling": b.pooling,
-            "learning_rate": t.learning_rate, "epochs": t.epochs,
-            "global_batch_size": t.global_batch_size, "warmup_ratio": t.warmup_ratio,
-            "weight_decay": t.weight_decay, "layer_decay": t.layer_decay,
-            "head_lr_multiplier": t.head_lr_multiplier,
-            "frozen_backbone_steps": t.frozen_backbone_steps,
-            "label_smoothing": t.label_smoothing, "ema_momentum": t.ema_momentum,
-            "weight_soup": t.weight_soup,
-            "freeze_token_embeddings": t.freeze_token_embeddings,
-            "rdrop_alpha": t.rdrop_alpha, "refit": t.refit,
-            "tapt_epochs": t.tapt_epochs, "truncation": cfg.data.truncation,
-            "dropout": -1.0 if b.dropout is None else b.dropout,  # -1: the checkpoint's
-            "precision": t.precision}
+    o, t, b = cfg.optimizer, cfg.trainer, cfg.backbone
+    out = {"task": cfg.task, "seed": cfg.seed, "backbone": b.name,
+           "max_seq_length": b.max_seq_length, "pooling": b.pooling,
+           "learning_rate": o.learning_rate, "epochs": t.epochs,
+           "global_batch_size": t.global_batch_size, "warmup_ratio": o.warmup_ratio,
+           "weight_decay": o.weight_decay, "layer_decay": o.layer_decay,
+           "head_lr_multiplier": o.head_lr_multiplier,
+           "frozen_backbone_steps": o.frozen_backbone_steps,
+           "label_smoothing": t.label_smoothing, "truncation": cfg.data.truncation,
+           "dropout": -1.0 if b.dropout is None else b.dropout,  # -1: the checkpoint's
+           "precision": cfg.runtime.precision}
+    # Every lever's scalar settings, as levers.<name>.<key>.
+    for name, section in dataclasses.asdict(cfg.levers).items():
+        out.update({f"levers.{name}.{key}": value for key, value in section.items()
+                    if isinstance(value, (bool, int, float, str))})
+    return out
 
 
 def final_metrics(metrics: dict) -> dict:

@@ -6,7 +6,9 @@ import datetime as dt
 from tfapp.core.config import Config
 
 
-def model_card(cfg: Config, task, loaded, splits, metrics: dict, export_dir, seconds) -> str:
+def model_card(cfg: Config, task, loaded, splits, metrics: dict, export_dir, seconds,
+               lever_lines: list[str] = ()) -> str:
+    """The card's markdown; `lever_lines` are what the run's levers say they did."""
     lines = [
         f"# Model card: {cfg.task}",
         "",
@@ -15,13 +17,10 @@ def model_card(cfg: Config, task, loaded, splits, metrics: dict, export_dir, sec
         f"- backbone details: {loaded.backbone.count_params():,} parameters, "
         f"pooling {cfg.backbone.pooling}, max_seq_length {cfg.backbone.max_seq_length}, "
         f"exact GELU {loaded.exact_gelu}",
-        f"- training: {cfg.train.epochs} epoch(s) max, global batch {cfg.train.global_batch_size}, "
-        f"AdamW lr {cfg.train.learning_rate}, seed {cfg.seed}, {seconds:.0f} s",
-        *([f"- weights: the average of epochs {metrics['weight_soup']['epochs']} "
-           f"(greedy weight soup on validation)"] if metrics.get("weight_soup") else []),
-        *([f"- refit: retrained on {metrics['refit']['examples']} training + validation "
-           f"examples, epochs {metrics['refit']['epochs']} kept; the validation metrics "
-           f"below are the first model's"] if metrics.get("refit") else []),
+        f"- training: {cfg.trainer.epochs} epoch(s) max, "
+        f"global batch {cfg.trainer.global_batch_size}, "
+        f"AdamW lr {cfg.optimizer.learning_rate}, seed {cfg.seed}, {seconds:.0f} s",
+        *lever_lines,
         f"- export: {export_dir or 'not exported'}"
         + (f" (computes in {metrics['export']['precision']})"
            if metrics.get("export", {}).get("precision") else ""),

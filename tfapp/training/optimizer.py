@@ -70,34 +70,38 @@ class FineTuningAdamW(keras.optimizers.AdamW):
                 "head_lr_multiplier": self.head_lr_multiplier}
 
 
-def make_optimizer(train_cfg, total_steps: int) -> keras.optimizers.Optimizer:
-    """AdamW with linear warm-up then cosine decay to zero, global-norm clipping, and the
-    layer-decay / head-only-steps / weight-averaging (EMA) levers when configured."""
-    warmup = int(round(train_cfg.warmup_ratio * total_steps))
+def make_optimizer(opt_cfg, total_steps: int, ema_momentum: float = 0.0
+                   ) -> keras.optimizers.Optimizer:
+    """AdamW with linear warm-up then cosine decay to zero, global-norm clipping, the
+    layer-decay / head-multiplier / head-only-steps levers of the optimizer section, and
+    weight averaging (Keras' optimizer EMA) when `ema_momentum` > 0."""
+    warmup = int(round(opt_cfg.warmup_ratio * total_steps))
     schedule = keras.optimizers.schedules.CosineDecay(
-        initial_learning_rate=0.0 if warmup else train_cfg.learning_rate,
+        initial_learning_rate=0.0 if warmup else opt_cfg.learning_rate,
         decay_steps=max(total_steps - warmup, 1),
-        warmup_target=train_cfg.learning_rate if warmup else None,
+        warmup_target=opt_cfg.learning_rate if warmup else None,
         warmup_steps=warmup, alpha=0.0)
     optimizer = FineTuningAdamW(
-        layer_decay=train_cfg.layer_decay,
-        frozen_backbone_steps=train_cfg.frozen_backbone_steps,
-        head_lr_multiplier=train_cfg.head_lr_multiplier,
-        learning_rate=schedule, weight_decay=train_cfg.weight_decay,
-        global_clipnorm=train_cfg.clip_norm if train_cfg.clip_norm > 0 else None,
-        use_ema=train_cfg.ema_momentum > 0,
-        ema_momentum=train_cfg.ema_momentum if train_cfg.ema_momentum > 0 else 0.99)
+        layer_decay=opt_cfg.layer_decay,
+        frozen_backbone_steps=opt_cfg.frozen_backbone_steps,
+        head_lr_multiplier=opt_cfg.head_lr_multiplier,
+        learning_rate=schedule, weight_decay=opt_cfg.weight_decay,
+        global_clipnorm=opt_cfg.clip_norm if opt_cfg.clip_norm > 0 else None,
+        use_ema=ema_momentum > 0,
+        ema_momentum=ema_momentum if ema_momentum > 0 else 0.99)
     optimizer.exclude_from_weight_decay(var_names=NO_DECAY)
     return optimizer
 
 
-def compile_with_optimizer(model: keras.Model, train_cfg, precision: str, total_steps: int,
-                           **compile_args) -> None:
-    """Compiles `model` with AdamW (+ loss scaling under mixed_float16) and `compile_args`
-    (loss, metrics, ...); call inside the strategy's scope."""
-    optimizer = make_optimizer(train_cfg, total_steps)
+def compile_with_optimizer(model: keras.Model, cfg, precision: str, total_steps: int,
+                           optimizer_options: dict | None = None, **compile_args) -> None:
+    """Compiles `model` with AdamW from cfg.optimizer (+ loss scaling under
+    mixed_float16), cfg.runtime's jit_compile / steps_per_execution, and `compile_args`
+    (loss, metrics, ...); call inside the strategy's scope. `optimizer_options` are the
+    levers' (e.g. ema_momentum)."""
+    optimizer = make_optimizer(cfg.optimizer, total_steps, **(optimizer_options or {}))
     if precision == "mixed_float16":
         # Scales the loss so float16 gradients do not underflow.
         optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
-    model.compile(optimizer=optimizer, jit_compile=train_cfg.jit_compile,
-                  steps_per_execution=train_cfg.steps_per_execution, **compile_args)
+    model.compile(optimizer=optimizer, jit_compile=cfg.runtime.jit_compile,
+                  steps_per_execution=cfg.runtime.steps_per_execution, **compile_args)

@@ -15,16 +15,19 @@ import keras
 from tfapp.core.backbone import LoadedBackbone, TextPacker, load_backbone, save_preset
 from tfapp.core.config import Config, build_config, read_yaml
 from tfapp.core.errors import ConfigError
+from tfapp.core.run_layout import (
+    BACKBONE_DIR,
+    CALIBRATION_FILE,
+    CONFIG_FILE,
+    METRICS_FILE,
+    WEIGHTS_FILE,
+)
 from tfapp.core.task import Task, get_task
-
-WEIGHTS_FILE = "model.weights.h5"
-CALIBRATION_FILE = "calibration.json"
-BACKBONE_DIR = "backbone"
 
 
 def config_from_run(run_dir: Path) -> tuple[Config, type]:
     """The resolved config a run saved, typed with its task's schema."""
-    path = Path(run_dir) / "config.yaml"
+    path = Path(run_dir) / CONFIG_FILE
     if not path.is_file():
         raise ConfigError(f"{run_dir}: not a run directory (no config.yaml)")
     raw = read_yaml(path)
@@ -69,7 +72,7 @@ class RestoredRun:
         so that evaluating it reproduces the run's metrics; the float32 model otherwise."""
         from tfapp.training.serving_precision import policy_copy
 
-        metrics = self.path / "metrics.json"
+        metrics = self.path / METRICS_FILE
         precision = "float32"
         if metrics.is_file():
             precision = (json.loads(metrics.read_text(encoding="utf-8")).get("export") or {}

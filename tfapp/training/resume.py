@@ -74,17 +74,3 @@ class ResumableBest(keras.callbacks.Callback):
         """{log key: one value per epoch}, across the kill."""
         keys = dict.fromkeys(k for logs in self.epochs for k in logs)
         return {k: [logs.get(k, float("nan")) for logs in self.epochs] for k in keys}
-
-
-class ResumableEMASwap(keras.callbacks.SwapEMAWeights):
-    """Keras' SwapEMAWeights (averaged weights in the model at every epoch end, raw ones
-    during the epoch) that also resumes right: backups are written at epoch end, so a
-    backup holds the averages as the model's weights and the raw weights in the
-    optimizer's average slots; after a restore they must be swapped back before training."""
-
-    def __init__(self, backup_dir: Path):
-        super().__init__(swap_on_epoch=True)
-        self.backup_weights = Path(backup_dir) / "latest.weights.h5"
-
-    def on_train_begin(self, logs=None):
-        self._ema_weights_in_model = self.backup_weights.is_file()

@@ -1,4 +1,4 @@
-"""One run context for every workflow that trains: fine-tuning (tfapp.training.trainer),
+"""One run context for every workflow that trains: fine-tuning (tfapp.training.driver),
 masked-LM pretraining and distillation.
 
 It owns what those share: the distribution strategy and dtype policy (chosen once), the
@@ -20,17 +20,17 @@ from typing import Optional
 import keras
 
 from tfapp.core import distribute
+from tfapp.core import run_layout as layout
 from tfapp.core.backbone import LoadedBackbone, load_backbone
-from tfapp.core.config import Config, read_yaml
+from tfapp.core.config import Config, read_yaml, upgrade_raw
 from tfapp.core.errors import ConfigError, TfappError
 from tfapp.core.log import say
 from tfapp.core.rundir import atomic_write_text, check_writable, new_run_dir
 from tfapp.training.optimizer import compile_with_optimizer
 from tfapp.training.progress import TrainingStats
-from tfapp.training.resume import ResumableBest, ResumableEMASwap
-from tfapp.training.weight_soup import EpochWeights
+from tfapp.training.resume import ResumableBest
 
-BEST_CHECKPOINT = Path("checkpoints") / "best.weights.h5"
+BEST_CHECKPOINT = layout.BEST_CHECKPOINT
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
@@ -58,12 +58,13 @@ class StopOnNonFinite(keras.callbacks.Callback):
 def lock_run_dir(path: Path):
     """An exclusive lock on RUN/.lock, held until the process ends: a second training into
     the same run directory stops with one line instead of interleaving with the first."""
-    handle = open(path / ".lock", "a+")
+    handle = open(path / layout.LOCK_FILE, "a+")
     try:
         fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except OSError:
         handle.close()
-        raise TfappError(f"{path} is in use by another training (locked: {path / '.lock'}); "
+        raise TfappError(f"{path} is in use by another training "
+                         f"(locked: {path / layout.LOCK_FILE}); "
                          f"wait for it to finish or choose another --run-dir") from None
     return handle
 
@@ -83,10 +84,10 @@ def check_same_config(saved_path: Path, cfg: Config) -> None:
     the schedule. Refuses, naming the keys that differ."""
     if not saved_path.is_file():
         return
-    saved = _flatten(read_yaml(saved_path))
+    saved = _flatten(upgrade_raw(read_yaml(saved_path)))
     now = _flatten(cfg.to_dict())
     # Where the run writes and what it profiles do not change what it trains.
-    ignore = {"run.dir", "run.root", "train.profile_steps"}
+    ignore = {"run.dir", "run.root", "runtime.profile_steps"}
     differ = sorted(k for k in saved.keys() | now.keys()
                     if k not in ignore and saved.get(k) != now.get(k))
     if differ:
@@ -104,7 +105,6 @@ class RunContext:
     resuming: bool = False
     guard: StopOnNonFinite = dataclasses.field(default_factory=StopOnNonFinite)
     best_state: Optional[ResumableBest] = None
-    epoch_weights: Optional[EpochWeights] = None  # train.weight_soup: every epoch's weights
     export_precision: Optional[str] = None  # chosen when the served model is made
 
     @classmethod
@@ -112,12 +112,12 @@ class RunContext:
         """Prints the config, seeds everything, and picks strategy and precision."""
         say("config:\n" + cfg.to_yaml().rstrip())
         keras.utils.set_random_seed(cfg.seed)
-        placement = distribute.resolve(cfg.train)
+        placement = distribute.resolve(cfg.runtime)
         for reason in placement.reasons:
             say(reason)
-        batch = cfg.train.global_batch_size
+        batch = cfg.trainer.global_batch_size
         if batch % placement.num_replicas:
-            raise ConfigError(f"train.global_batch_size {batch} is not divisible by "
+            raise ConfigError(f"trainer.global_batch_size {batch} is not divisible by "
                               f"{placement.num_replicas} replicas")
         if placement.strategy_name == "tpu" and not cfg.data.static_shapes:
             cfg.data.static_shapes = True
@@ -159,15 +159,15 @@ class RunContext:
         """Creates (or re-opens, to resume) the chosen run directory and saves the
         resolved config."""
         cfg = self.cfg
-        self.resuming = (self.path / "backup").is_dir()
+        self.resuming = (self.path / layout.BACKUP_DIR).is_dir()
         check_writable(self.path, "run directory")
         if self.chief:
             self._lock = lock_run_dir(self.path)
         cfg.run.dir = str(self.path)
         if self.resuming:
-            check_same_config(self.path / "config.yaml", cfg)
+            check_same_config(self.path / layout.CONFIG_FILE, cfg)
         if self.chief:
-            atomic_write_text(self.path / "config.yaml", cfg.to_yaml())
+            atomic_write_text(self.path / layout.CONFIG_FILE, cfg.to_yaml())
         say(f"run dir: {self.path}" + (" (resuming from its backup)" if self.resuming else ""))
         return self.path
 
@@ -182,36 +182,35 @@ class RunContext:
 
     # --- model and fit --------------------------------------------------------------
     def compile(self, model: keras.Model, total_steps: int, sample_data=None,
-                **compile_args) -> None:
+                optimizer_options: Optional[dict] = None, **compile_args) -> None:
         """Compiles with AdamW (+ loss scaling under mixed_float16) inside the strategy's
         scope; under MultiWorkerMirroredStrategy also prepares `fit`/`evaluate` to build
         from a local batch of `sample_data`."""
         with self.scope():
-            compile_with_optimizer(model, self.cfg.train, self.precision, total_steps,
-                                   **compile_args)
+            compile_with_optimizer(model, self.cfg, self.precision, total_steps,
+                                   optimizer_options, **compile_args)
         if self.placement.strategy_name == "multiworker":
             distribute.prepare_multiworker_fit(model, sample_data)
 
+    @property
+    def backup_dir(self) -> Path:
+        """This worker's BackupAndRestore folder (and the state saved beside it)."""
+        return self.worker_dir / layout.BACKUP_DIR
+
     def callbacks(self, examples_per_epoch: int, summary_keys: list[str],
-                  monitor: Optional[tuple[str, str]] = None, first: tuple = ()) -> list:
+                  monitor: Optional[tuple[str, str]] = None, first: tuple = (),
+                  extra: Optional[dict] = None) -> list:
         """The standard callbacks. `first` (e.g. a task's callbacks that add validation
         metrics to the logs) run before the summary line, early stopping, checkpoints and
         TensorBoard read the logs. With `monitor` (log key, 'max' | 'min'): early stopping
-        that restores the best weights, and the best checkpoint."""
-        train_cfg = self.cfg.train
-        backup = self.worker_dir / "backup"
-        callbacks = [self.guard]
-        if train_cfg.ema_momentum > 0:
-            # Validation, the epoch-end callbacks after it (best checkpoint, early stopping's
-            # best weights, task metrics) and the final weights all see the averaged
-            # weights; training steps keep updating the raw ones.
-            callbacks.append(ResumableEMASwap(backup))
-        callbacks += [*first,
-                     TrainingStats(examples_per_epoch, summary_keys, printer=say)]
+        that restores the best weights, and the best checkpoint. `extra` ({slot: [...]},
+        the levers'): "before_task" callbacks run before `first`, "after_summary" ones
+        after the summary line and before early stopping."""
+        train_cfg, extra = self.cfg.trainer, extra or {}
+        callbacks = [self.guard, *extra.get("before_task", []), *first,
+                     TrainingStats(examples_per_epoch, summary_keys, printer=say),
+                     *extra.get("after_summary", [])]
         early_stopping = checkpoint = None
-        if monitor and train_cfg.weight_soup:
-            self.epoch_weights = EpochWeights(monitor[0], backup)
-            callbacks.append(self.epoch_weights)
         if monitor:
             early_stopping = keras.callbacks.EarlyStopping(
                 monitor=monitor[0], mode=monitor[1], patience=train_cfg.early_stopping_patience,
@@ -219,8 +218,8 @@ class RunContext:
             callbacks.append(early_stopping)
         if self.chief:
             callbacks.append(keras.callbacks.TensorBoard(
-                str(self.path / "logs"), update_freq="epoch",
-                profile_batch=tuple(train_cfg.profile_steps or (0, 0))))
+                str(self.path / layout.LOGS_DIR), update_freq="epoch",
+                profile_batch=tuple(self.cfg.runtime.profile_steps or (0, 0))))
             if monitor:
                 checkpoint = keras.callbacks.ModelCheckpoint(
                     str(self.path / BEST_CHECKPOINT), monitor=monitor[0], mode=monitor[1],
@@ -229,23 +228,26 @@ class RunContext:
         # One backup per worker: they resume together from the same epoch. The state
         # BackupAndRestore lacks (best so far, patience, earlier epochs' logs) is saved
         # just before it, so the two never disagree by more than the epoch being written.
-        self.best_state = ResumableBest(backup, early_stopping, checkpoint)
-        callbacks += [self.best_state, keras.callbacks.BackupAndRestore(str(backup))]
+        self.best_state = ResumableBest(self.backup_dir, early_stopping, checkpoint)
+        callbacks += [self.best_state, keras.callbacks.BackupAndRestore(str(self.backup_dir))]
         return callbacks
 
-    def fit(self, model: keras.Model, train_ds, val_ds, callbacks: list):
-        """`model.fit` for the configured epochs; progress bars on a terminal, one line per
-        epoch in logs."""
-        history = model.fit(train_ds, validation_data=val_ds, epochs=self.cfg.train.epochs,
+    def fit(self, model: keras.Model, train_ds, val_ds, callbacks: list,
+            epochs: Optional[int] = None, what: str = "training",
+            remedy: str = "lower optimizer.learning_rate or raise optimizer.warmup_ratio"):
+        """`model.fit` for `epochs` (default trainer.epochs); progress bars on a terminal,
+        one line per epoch in logs. A non-finite loss stops it with one line naming
+        `what` diverged; nothing is published then."""
+        history = model.fit(train_ds, validation_data=val_ds,
+                            epochs=epochs or self.cfg.trainer.epochs,
                             callbacks=callbacks, verbose=1 if sys.stdout.isatty() else 2)
         if self.guard.where is not None:
             self.close()
             best = self.path / BEST_CHECKPOINT
-            kept = (f"; the last good weights are in {best}" if self.chief and best.is_file()
-                    else "")
-            raise TfappError(f"training diverged: {self.guard.where}; nothing was exported or "
-                             f"published{kept} (lower train.learning_rate or raise "
-                             f"train.warmup_ratio)")
+            kept = (f"; the last good weights are in {best}"
+                    if self.chief and best.is_file() and what == "training" else "")
+            raise TfappError(f"{what} diverged: {self.guard.where}; nothing was exported or "
+                             f"published{kept} ({remedy})")
         return history
 
     def close(self) -> None:

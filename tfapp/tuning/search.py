@@ -24,7 +24,7 @@ from tfapp.core.config import Config, apply_overrides, build_config
 from tfapp.core.errors import ConfigError
 from tfapp.core.log import say
 from tfapp.core.rundir import atomic_write_text
-from tfapp.pretraining.adaptive import train_with_adaptation
+from tfapp.training.driver import train
 from tfapp.tuning.space import Range, overrides
 
 ALGORITHMS = ("bayesian", "random")
@@ -75,7 +75,7 @@ class RunTuner(kt.engine.base_tuner.BaseTuner):
         say(f"trial {trial.trial_id}: " + _values_line(values))
         if not (run_dir / "metrics.json").is_file():  # finished before a kill: keep it
             keras.backend.clear_session()
-            train_with_adaptation(cfg, self.task_cls, str(run_dir))
+            train(cfg, self.task_cls, str(run_dir))
         return {self.objective: trial_objective(run_dir, self.objective, self.mode)}
 
     def pre_create_trial(self):

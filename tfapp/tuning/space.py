@@ -17,12 +17,12 @@ from tfapp.core.errors import ConfigError
 # Mosbach et al. 2021): learning rate, epochs, batch size, warm-up; plus layer decay and
 # dropout, which matter most on small data sets, and how much faster the new head learns.
 DEFAULT_SPACE = {
-    "train.learning_rate": "log:1e-5:2e-4",
-    "train.epochs": "int:2:6",
-    "train.layer_decay": "float:0.7:1.0",
-    "train.head_lr_multiplier": "log:1:50",
-    "train.warmup_ratio": "float:0.0:0.2",
-    "train.global_batch_size": "choice:16,32,64",
+    "optimizer.learning_rate": "log:1e-5:2e-4",
+    "trainer.epochs": "int:2:6",
+    "optimizer.layer_decay": "float:0.7:1.0",
+    "optimizer.head_lr_multiplier": "log:1:50",
+    "optimizer.warmup_ratio": "float:0.0:0.2",
+    "trainer.global_batch_size": "choice:16,32,64",
     "backbone.dropout": "float:0.0:0.2",
 }
 KINDS = ("log", "float", "int", "choice")
@@ -30,7 +30,7 @@ KINDS = ("log", "float", "int", "choice")
 
 @dataclasses.dataclass(frozen=True)
 class Range:
-    key: str  # dotted config key, e.g. train.learning_rate
+    key: str  # dotted config key, e.g. optimizer.learning_rate
     kind: str
     values: tuple  # (low, high) or the choices
 

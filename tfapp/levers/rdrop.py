@@ -6,8 +6,13 @@ usual way a fine-tuned model overfits a small labelled set. Costs about twice th
 compute per step; serving is unchanged (the layer passes logits through)."""
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import tensorflow as tf
+
+from tfapp.core.lever import Lever, register_lever
+from tfapp.core.log import say
 
 
 class PairedConsistency(keras.layers.Layer):
@@ -48,3 +53,49 @@ def repeat_rows(dataset: tf.data.Dataset) -> tf.data.Dataset:
     example), so an even share of a batch per replica keeps the pairs together."""
     return dataset.map(lambda *parts: tf.nest.map_structure(
         lambda t: tf.repeat(t, 2, axis=0), parts if len(parts) > 1 else parts[0]))
+
+
+@dataclasses.dataclass
+class RDropConfig:
+    alpha: float = 0.0  # >0: two dropout passes per example, alpha/2 x their KL in the loss
+
+    def problems(self) -> list[str]:
+        return [] if 0 <= self.alpha <= 100 else ["alpha must be in [0, 100]"]
+
+
+@register_lever
+class RDrop(Lever):
+    """levers.rdrop.alpha: R-Drop on the task's class-logit outputs (Task.consistency_outputs).
+    A model without class logits (QA retrieval, recommendation) or a distiller trains
+    without it, and says so, so one shared config serves every task."""
+
+    name = "rdrop"
+    Config = RDropConfig
+    legacy_train_keys = {"rdrop_alpha": "alpha"}
+
+    @property
+    def enabled(self) -> bool:
+        return self.config.alpha > 0
+
+    outputs = None  # the regularised outputs, decided at the first build
+
+    def check(self, run) -> None:
+        self.regularised(run.task, run.distilling)
+
+    def regularised(self, task, distilling: bool) -> list:
+        """The outputs R-Drop regularises ([] when it cannot apply, said once)."""
+        if self.outputs is None:
+            self.outputs = [] if distilling else task.consistency_outputs()
+            if not self.outputs:
+                why = ("the distiller is its own training model" if distilling else
+                       f"this {task.name} model has no class-logit output")
+                say(f"levers.rdrop.alpha {self.config.alpha:g} not applied: {why}")
+        return self.outputs
+
+    def training_model(self, model, fitted, task):
+        if not self.regularised(task, fitted is not model):
+            return fitted
+        return with_consistency(model, self.outputs, self.config.alpha)
+
+    def training_data(self, dataset):
+        return repeat_rows(dataset) if self.outputs else dataset

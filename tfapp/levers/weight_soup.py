@@ -16,6 +16,8 @@ from typing import Callable, Optional
 import keras
 import numpy as np
 
+from tfapp.core.lever import Lever, register_lever
+from tfapp.core.log import say
 from tfapp.core.task_callbacks import EpochMetrics
 
 
@@ -141,3 +143,38 @@ def soup_after_fit(model: keras.Model, epoch_weights: EpochWeights, early_stoppi
         f"{soup['validation']:.4f} (best epoch {soup['best_epoch']} alone: "
         f"{soup['best_epoch_validation']:.4f})")
     return soup
+
+
+@dataclasses.dataclass
+class WeightSoupConfig:
+    enabled: bool = False  # true: average the best epochs' weights while validation holds
+
+
+@register_lever
+class WeightSoup(Lever):
+    """levers.weight_soup.enabled: the greedy soup of the run's epochs replaces the best
+    epoch's weights; the epochs it averaged are what a refit (if any) reproduces."""
+
+    name = "weight_soup"
+    Config = WeightSoupConfig
+    legacy_train_keys = {"weight_soup": "enabled"}
+    order = 40
+
+    @property
+    def enabled(self) -> bool:
+        return self.config.enabled
+
+    def callbacks(self, run) -> dict[str, list]:
+        self.epoch_weights = EpochWeights(run.monitor[0], run.ctx.backup_dir)
+        return {"after_summary": [self.epoch_weights]}
+
+    def after_fit(self, run) -> dict:
+        score = validation_scorer(run.fitted, run.val_ds, run.task_callbacks, run.monitor[0])
+        soup = soup_after_fit(run.fitted, self.epoch_weights, run.ctx.best_state.early_stopping,
+                              score, run.monitor[1], log=say)
+        run.kept_epochs = list(soup["epochs"])
+        return soup
+
+    def model_card_lines(self, metrics: dict) -> list[str]:
+        return [f"- weights: the average of epochs {metrics[self.name]['epochs']} "
+                f"(greedy weight soup on validation)"]
