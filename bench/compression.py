@@ -74,7 +74,7 @@ def size_mb(path: Path) -> float:
 # --- --run mode ------------------------------------------------------------------------
 
 def rows_for(name: str, run: Path, requests: int) -> list[dict]:
-    from tfapp.compression.quantize import MODES, export_base, report_name
+    from tfapp.compression.quantization import MODES, export_base, report_name
     from tfapp.core.config import read_yaml
 
     metrics_file = run / "metrics.json"
@@ -129,7 +129,7 @@ def _mean_std(values: list[float]) -> dict:
 def variants(runs: dict, modes: list[str],
              student_layers: int) -> list[tuple[str, str, str, str | None, list]]:
     """(row name, run kind, export base, int8 report or None, seeds) of every table row."""
-    from tfapp.compression.quantize import DEFAULT_MODE, export_base, report_name
+    from tfapp.compression.quantization import DEFAULT_MODE, export_base, report_name
 
     seeds = sorted(runs)
     rows = [("teacher", "teacher", "export", None, seeds)]
@@ -263,7 +263,7 @@ def run_data(args) -> dict:
     import csv
 
     from bench.compression_pipeline import Recipe, run_all
-    from tfapp.compression.quantize import MODES
+    from tfapp.compression.quantization import MODES
 
     data = Path(args.data)
     for name in ("train.csv", "validation.csv"):

@@ -44,7 +44,7 @@ def command(module: str, args: list, log: Path, what: str) -> float:
 def run_all(data: Path, work: Path, seeds: list[int], recipe: Recipe,
             modes: list[str]) -> dict:
     """Makes (or finds) every run; returns {seed: {variant: run dir}} and step seconds."""
-    from tfapp.compression.quantize import DEFAULT_MODE, report_name
+    from tfapp.compression.quantization import DEFAULT_MODE, report_name
 
     runs, seconds = {}, {}
     for seed in seeds:

@@ -67,7 +67,7 @@ def ensemble_f1(test_logits: list, labels: np.ndarray) -> float:
 def run_logits(run_dir: str) -> dict:
     """The sentiment logits of a finished run on its validation split and test file,
     computed with the model in its export's precision (as its metrics were)."""
-    from tfapp.core.data import texts_only_dataset
+    from tfapp.core.datasets import texts_only_dataset
     from tfapp.core.windows import predict_texts
     from tfapp.training.restore import restore_run
 

@@ -83,7 +83,7 @@ def shipped_settings() -> dict:
     recipe's overrides are relative to, so runs made under different defaults are never
     tabled together."""
     from tfapp.core.config import build_config, read_yaml
-    from tfapp.core.task import get_task
+    from tfapp.core.task_contract import get_task
 
     configs = {task: build_config(read_yaml(REPO / "configs" / f"{task}.yaml"),
                                   get_task(task).Config, task).to_dict()

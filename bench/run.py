@@ -35,8 +35,8 @@ from bench.transformers_reference import hf_model_dir, infer_theirs, train_their
 from tfapp.core import distribute
 from tfapp.core.backbone import TextPacker, load_backbone
 from tfapp.core.config import apply_overrides, build_config, read_yaml
-from tfapp.core.task import get_task
-from tfapp.serving.export import export_saved_model
+from tfapp.core.task_contract import get_task
+from tfapp.serving.saved_model import export_saved_model
 from tfapp.training.driver import build_compiled_model
 from tfapp.training.serving_precision import model_to_serve
 

@@ -40,7 +40,7 @@ THREADS = [(1, 2), (1, 1), (2, 1)]
 def make_exports(run: Path, base: Path) -> dict:
     """{name: export dir} for EXPORTS, written by the training run's export path."""
     from tfapp.core.config import ExportConfig
-    from tfapp.serving.export import export_saved_model
+    from tfapp.serving.saved_model import export_saved_model
     from tfapp.training.restore import restore_run
     from tfapp.training.serving_precision import model_to_serve
 

@@ -62,7 +62,7 @@ def run_cli(module: str, *args, timeout=600) -> subprocess.CompletedProcess:
 def tiny_config(tmp_path, **overrides):
     """A typed sentiment config on the tiny backbone, with dotted-key overrides."""
     from tfapp.core.config import apply_overrides, build_config, read_yaml
-    from tfapp.core.task import get_task
+    from tfapp.core.task_contract import get_task
 
     raw = read_yaml(REPO / "configs" / "sentiment.yaml")
     sets = {"backbone.name": "tiny", "trainer.epochs": 1, "run.root": str(tmp_path / "runs"),

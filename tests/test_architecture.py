@@ -4,7 +4,7 @@ Layers, bottom up:
   core        tfapp/core/ (and the tfapp package itself): config, data, backbone, distribute,
               run dirs, logging, errors, the task contract and registry
   workflows   tfapp/serving/ < tfapp/training/ < tfapp/pretraining/, tfapp/compression/
-              < tfapp/levers/ < tfapp/tuning/
+              < tfapp/levers/ < tfapp/hyperparameter_search/
   tasks       tasks/<task>/: one package per task with its scenario code
   commands    modules directly in tfapp/ (python -m tfapp.<command>) and bench/
 
@@ -23,7 +23,7 @@ from conftest import REPO
 
 ROOTS = ("tfapp", "tasks", "bench")
 WORKFLOW_RANK = {"serving": 1, "training": 2, "pretraining": 3, "compression": 3,
-                 "levers": 4, "tuning": 5}
+                 "levers": 4, "hyperparameter_search": 5}
 
 
 def module_files(repo: Path) -> dict[str, Path]:
@@ -150,9 +150,9 @@ def test_the_package_keeps_its_import_rules():
 
 def test_the_layers_are_where_the_tree_says():
     graph = import_graph(REPO)
-    assert {"tfapp.core.config", "tfapp.training.driver", "tfapp.serving.export",
-            "tfapp.compression.distill", "tfapp.pretraining.masked_lm", "tasks.qa.task",
-            "tasks.sentiment.monitor", "tasks.recommend.model", "tfapp.train"} <= set(graph)
+    assert {"tfapp.core.config", "tfapp.training.driver", "tfapp.serving.saved_model",
+            "tfapp.compression.distillation", "tfapp.pretraining.masked_lm", "tasks.qa.task",
+            "tasks.sentiment.opinion_monitor", "tasks.recommend.model", "tfapp.train"} <= set(graph)
     # The checker sees imports made inside functions, where the old cycles hid.
     assert "tfapp.training.restore" in graph["tfapp.export"]
 
@@ -180,3 +180,36 @@ def test_the_checker_catches_each_kind_of_violation(tmp_path, files, expected):
     for root in ROOTS:
         (tmp_path / root).mkdir(exist_ok=True)
     assert expected in problems(tmp_path)
+
+
+def name_clashes(repo: Path) -> list[str]:
+    """Module or package names used at two levels of tfapp/ and tasks/ (a command and a
+    workflow module both called `export`, ...). Modules of sibling task packages may share
+    names: every task has its own `task`, `model`, ..."""
+    seen: dict[str, set[str]] = {}
+    for root in ("tfapp", "tasks"):
+        for path in sorted((repo / root).rglob("*.py")):
+            rel = path.relative_to(repo)
+            if path.stem == "__init__":  # a package: its name, in its parent
+                if len(rel.parts) > 2:
+                    name, parent = rel.parts[-2], rel.parts[:-2]
+                else:
+                    continue
+            else:
+                name, parent = path.stem, rel.parts[:-1]
+            where = "tasks/*" if parent[0] == "tasks" and len(parent) > 1 else "/".join(parent)
+            seen.setdefault(name, set()).add(where)
+    return sorted(f"{name}: {', '.join(sorted(places))}" for name, places in seen.items()
+                  if len(places) > 1)
+
+
+def test_no_two_modules_share_a_name_at_two_levels():
+    assert name_clashes(REPO) == []
+
+
+def test_the_clash_checker_sees_a_command_and_a_workflow_module_of_one_name(tmp_path):
+    for rel in ("tfapp/export.py", "tfapp/serving/__init__.py", "tfapp/serving/export.py",
+                "tasks/qa/__init__.py", "tasks/qa/model.py", "tasks/recommend/model.py"):
+        (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / rel).write_text("")
+    assert name_clashes(tmp_path) == ["export: tfapp, tfapp/serving"]

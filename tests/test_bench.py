@@ -55,7 +55,7 @@ def test_machine_facts_name_the_cpu_and_its_matrix_flags():
 def test_per_epoch_pipeline_timing_covers_every_epoch(cache):
     from bench.run import SUITES, sentiment_config, train_epochs_on_dataset
     from tfapp.core.backbone import TextPacker, load_backbone
-    from tfapp.core.task import get_task
+    from tfapp.core.task_contract import get_task
 
     suite = SUITES["quick"]
     cfg = sentiment_config("tiny", **{"trainer.global_batch_size": suite.batch,

@@ -122,7 +122,7 @@ def test_a_version_taken_during_the_save_is_a_clear_error(tmp_path, monkeypatch)
     import tensorflow as tf
 
     from tfapp.core.errors import TfappError
-    from tfapp.serving import export
+    from tfapp.serving import saved_model as export
 
     root = tf.Module()
     root.v = tf.Variable(1.0)
@@ -143,7 +143,7 @@ def test_a_version_taken_during_the_save_is_a_clear_error(tmp_path, monkeypatch)
 
 def test_a_file_too_small_to_split_says_so(tmp_path):
     from tfapp.core.errors import DataError
-    from tfapp.core.task import get_task
+    from tfapp.core.task_contract import get_task
 
     from conftest import tiny_config
 
@@ -176,7 +176,7 @@ def test_unwritable_output_places_stop_before_any_work(tiny_run, tmp_path):
 
 
 def test_rows_in_both_training_and_evaluation_splits_are_reported(tmp_path, capsys):
-    from tfapp.core.task import get_task
+    from tfapp.core.task_contract import get_task
     from tfapp.training.inputs import read_splits
 
     from conftest import tiny_config
@@ -194,7 +194,7 @@ def test_rows_in_both_training_and_evaluation_splits_are_reported(tmp_path, caps
 
 
 def test_an_unterminated_quote_is_named_where_it_opens(tmp_path):
-    from tfapp.core.data import read_rows
+    from tfapp.core.datasets import read_rows
     from tfapp.core.errors import DataError
 
     path = tmp_path / "q.csv"

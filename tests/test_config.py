@@ -5,7 +5,7 @@ import pytest
 from tfapp.cli import SHORTCUTS
 from tfapp.core.config import apply_overrides, build_config, read_yaml
 from tfapp.core.errors import ConfigError
-from tfapp.core.task import available, get_task
+from tfapp.core.task_contract import available, get_task
 
 from conftest import REPO, tiny_config
 

@@ -80,7 +80,7 @@ def test_rdrop_alpha_range_is_checked(tmp_path):
 
 def test_rdrop_is_skipped_with_a_note_for_a_model_without_class_logits(tmp_path, capsys):
     from tfapp.core.config import apply_overrides, build_config, read_yaml
-    from tfapp.core.task import get_task
+    from tfapp.core.task_contract import get_task
     from tfapp.levers.rdrop import RDrop
 
     from conftest import REPO
@@ -101,7 +101,7 @@ def test_rdrop_is_skipped_with_a_note_for_a_model_without_class_logits(tmp_path,
 
 def test_consistency_outputs_follow_the_task(tmp_path):
     from tfapp.core.lever import active_levers
-    from tfapp.core.task import get_task
+    from tfapp.core.task_contract import get_task
     from tfapp.levers.rdrop import RDrop
 
     cfg = tiny_config(tmp_path, **{"levers.rdrop.alpha": 1.0})

@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 
 from tfapp.core.backbone import TextPacker, load_backbone
-from tfapp.core.data import count_truncated, read_rows, text_dataset
+from tfapp.core.datasets import count_truncated, read_rows, text_dataset
 from tfapp.core.errors import ConfigError, DataError
-from tfapp.core.task import get_task
+from tfapp.core.task_contract import get_task
 
 from conftest import sample_rows, tiny_config, write_csv, write_jsonl
 
@@ -185,7 +185,7 @@ def test_predictions_come_back_in_the_texts_order_after_length_sorting():
     import tensorflow as tf
 
     from tfapp.core.backbone import backbone_inputs
-    from tfapp.core.data import texts_only_dataset
+    from tfapp.core.datasets import texts_only_dataset
     from tfapp.core.windows import predict_texts
 
     packer = TextPacker(load_backbone("tiny").tokenizer, 64)

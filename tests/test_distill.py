@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from tfapp.compression.distill import student_layers
+from tfapp.compression.distillation import student_layers
 from tfapp.core.errors import ConfigError
 
 from conftest import keyword_sentiment_csv, run_cli

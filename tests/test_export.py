@@ -8,7 +8,7 @@ import tensorflow as tf
 
 from tfapp.core.errors import TfappError
 from tfapp.core.export_layout import existing_versions
-from tfapp.serving.export import export_saved_model
+from tfapp.serving.saved_model import export_saved_model
 from tfapp.training.restore import restore_run
 
 TEXTS = ["Shares of Northwind Bank jumped 9% after earnings beat estimates.",

@@ -26,7 +26,7 @@ def _one_step_changes(tmp_path, **train):
     steps on a tiny sentiment model, with a constant learning rate."""
     from tfapp.core import distribute
     from tfapp.core.backbone import TextPacker, load_backbone
-    from tfapp.core.task import get_task
+    from tfapp.core.task_contract import get_task
     from tfapp.training.driver import build_compiled_model
 
     steps = train.pop("steps", 1)
@@ -158,7 +158,7 @@ def test_task_adaptive_pretraining_switch(tmp_path):
 def test_freeze_token_embeddings_keeps_only_the_word_pieces_fixed(tmp_path):
     from tfapp.core import distribute
     from tfapp.core.backbone import TextPacker, load_backbone
-    from tfapp.core.task import get_task
+    from tfapp.core.task_contract import get_task
     from tfapp.training.driver import build_compiled_model
 
     def trained(freeze, where):

@@ -54,7 +54,7 @@ def test_unknown_truncation_is_refused(tokenizer, tmp_path):
 
 def test_length_percentile_sets_max_length_from_training_texts(tmp_path, tokenizer):
     from tfapp.core.backbone import TextPacker, load_backbone
-    from tfapp.core.task import get_task
+    from tfapp.core.task_contract import get_task
     from tfapp.training.inputs import choose_max_length
 
     cfg = tiny_config(tmp_path, **{"data.length_percentile": 90,

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from tasks.sentiment.monitor import Outputs, parse_duration, run_monitor
+from tasks.sentiment.opinion_monitor import Outputs, parse_duration, run_monitor
 from tasks.sentiment.stream import StreamFields, StreamReader, parse_timestamp
 from tasks.sentiment.surge import Scored, SurgeConfig, SurgeDetector
 from tfapp.core.errors import DataError

@@ -8,7 +8,7 @@ import math
 import pytest
 from test_monitor import HOUR, T0, KeywordScorer, _write_stream
 
-from tasks.sentiment.monitor import Outputs, run_monitor
+from tasks.sentiment.opinion_monitor import Outputs, run_monitor
 from tasks.sentiment.stream import StreamFields, StreamReader, parse_timestamp
 from tasks.sentiment.surge import Scored, SurgeConfig, SurgeDetector
 

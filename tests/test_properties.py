@@ -22,7 +22,7 @@ SETTINGS = settings(max_examples=_EXPLORE or 150, derandomize=not _EXPLORE, dead
 @example(b'"', ".csv")  # a header whose quote never closes
 @example(b'"\n"', ".csv")  # a header cell holding a line break
 def test_table_readers_return_rows_or_one_data_error(tmp_path, content, suffix):
-    from tfapp.core.data import read_rows
+    from tfapp.core.datasets import read_rows
 
     path = tmp_path / f"f{suffix}"
     path.write_bytes(content)
@@ -67,7 +67,7 @@ records = st.one_of(
 def test_every_stream_line_is_scored_or_counted(tmp_path, lines, trailing_newline):
     from test_monitor import KeywordScorer
 
-    from tasks.sentiment.monitor import Outputs, run_monitor
+    from tasks.sentiment.opinion_monitor import Outputs, run_monitor
     from tasks.sentiment.stream import StreamFields, StreamReader
     from tasks.sentiment.surge import SurgeConfig, SurgeDetector
 

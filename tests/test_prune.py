@@ -6,7 +6,7 @@ import json
 import numpy as np
 import pytest
 
-from tfapp.compression.prune import check_fraction, normalise_per_layer, units_to_keep
+from tfapp.compression.pruning import check_fraction, normalise_per_layer, units_to_keep
 from tfapp.core.errors import ConfigError
 
 from conftest import keyword_sentiment_csv, run_cli
@@ -58,7 +58,7 @@ KEEP_NEURONS = [list(range(0, 64, 2)), list(range(10, 50))]
 
 
 def test_pruned_backbone_has_the_expected_shapes_and_fewer_parameters():
-    from tfapp.compression.prune import pruned_backbone
+    from tfapp.compression.pruning import pruned_backbone
     from tfapp.core.pruned_bert import PrunedBertBackbone, layer_shapes
 
     backbone, _ = four_head_backbone()
@@ -74,7 +74,7 @@ def test_pruned_backbone_has_the_expected_shapes_and_fewer_parameters():
 
 
 def test_pruned_outputs_equal_the_unpruned_model_with_pruned_units_zeroed():
-    from tfapp.compression.prune import pruned_backbone
+    from tfapp.compression.pruning import pruned_backbone
 
     backbone, _ = four_head_backbone()
     small = pruned_backbone(backbone, KEEP_HEADS, KEEP_NEURONS)
@@ -100,7 +100,7 @@ def test_pruned_outputs_equal_the_unpruned_model_with_pruned_units_zeroed():
 
 
 def test_pruned_preset_reloads_through_the_normal_backbone_loader(tmp_path):
-    from tfapp.compression.prune import pruned_backbone
+    from tfapp.compression.pruning import pruned_backbone
     from tfapp.core.backbone import LoadedBackbone, load_backbone, policy_clone, save_preset
     from tfapp.core.pruned_bert import PrunedBertBackbone
 

@@ -9,7 +9,7 @@ import pytest
 from tasks.qa.ranking import calibrate_threshold, precision_coverage, ranking_metrics, true_ranks
 from tfapp.core.backbone import _TINY_WORDS
 from tfapp.core.errors import ConfigError, DataError
-from tfapp.core.task import get_task
+from tfapp.core.task_contract import get_task
 
 from conftest import REPO, run_cli, serve_fresh, write_csv
 

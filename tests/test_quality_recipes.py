@@ -4,7 +4,7 @@ import pytest
 
 from bench.quality_recipes import LEVERS, RECIPES, SUITES, shipped_settings
 from tfapp.core.config import apply_overrides, build_config, read_yaml
-from tfapp.core.task import get_task
+from tfapp.core.task_contract import get_task
 
 from conftest import REPO
 

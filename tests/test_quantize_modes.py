@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from tfapp.compression.quantize import DEFAULT_MODE, MODES, export_base, report_name
+from tfapp.compression.quantization import DEFAULT_MODE, MODES, export_base, report_name
 
 from conftest import keyword_sentiment_csv, run_cli, serve_sentiment_fresh
 

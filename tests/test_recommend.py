@@ -10,14 +10,14 @@ import sys
 import numpy as np
 import pytest
 
-from tasks.recommend.metrics import (
+from tasks.recommend.ranking_metrics import (
     impression_auc,
     impression_metrics,
     impression_mrr,
     impression_ndcg,
 )
 from tfapp.core.errors import DataError
-from tfapp.core.task import get_task
+from tfapp.core.task_contract import get_task
 
 from conftest import REPO, run_cli
 

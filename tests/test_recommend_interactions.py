@@ -20,7 +20,7 @@ ITEMS = [{"item_id": f"m{i}", "title": f"movie {i}", "genres": g, "overview": o}
 
 def _config(tmp_path, log_rows, **params):
     from tfapp.core.config import apply_overrides, build_config
-    from tfapp.core.task import get_task
+    from tfapp.core.task_contract import get_task
 
     items = write_csv(tmp_path / "items.csv", ITEMS)
     log = write_csv(tmp_path / "log.csv", log_rows)

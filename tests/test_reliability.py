@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from tfapp.core.errors import ConfigError, DataError, TfappError
-from tfapp.core.task import get_task
+from tfapp.core.task_contract import get_task
 
 from conftest import run_cli, sample_rows, tiny_config, write_csv, write_jsonl
 
@@ -50,7 +50,7 @@ def test_a_diverging_run_stops_and_publishes_nothing(tmp_path):
 def test_the_export_check_refuses_non_finite_outputs():
     import tensorflow as tf
 
-    from tfapp.serving.export import _compare
+    from tfapp.serving.saved_model import _compare
 
     good = {"probabilities": tf.constant([[0.5, 0.5]])}
     bad = {"probabilities": tf.constant([[np.nan, 0.5]])}
@@ -101,7 +101,7 @@ def test_bad_command_options_are_one_line_errors(args, message):
 
 
 def test_publish_refuses_a_version_below_one(tmp_path):
-    from tfapp.serving.export import publish_saved_model
+    from tfapp.serving.saved_model import publish_saved_model
 
     with pytest.raises(TfappError, match="export version must be >= 1"):
         publish_saved_model(None, {}, {}, {}, tmp_path / "model", version=0)
@@ -148,10 +148,9 @@ def test_a_training_file_with_one_class_is_an_error(tmp_path):
     (["negative", "neutral", "negative"], "sentiment.labels: 'negative' appears more than once"),
     ([], "sentiment.labels: 0 label"),
 ])
-def test_bad_label_lists_are_config_errors(tmp_path, labels, message):
-    task = sentiment_task(tmp_path, **{"sentiment.labels": labels})
+def test_bad_label_lists_are_config_errors_when_the_config_loads(tmp_path, labels, message):
     with pytest.raises(ConfigError, match=message):
-        task.load_splits()
+        sentiment_task(tmp_path, **{"sentiment.labels": labels})
 
 
 def test_a_duplicated_header_column_is_an_error(tmp_path):

@@ -83,7 +83,7 @@ def test_export_uses_only_ops_the_server_links(tiny_run):
 def test_crash_mid_export_publishes_nothing(tiny_run, tmp_path, monkeypatch):
     run_dir, _ = tiny_run
     _, task, model, packer = restore_run(run_dir)
-    import tfapp.serving.export as export_mod
+    import tfapp.serving.saved_model as export_mod
 
     def crash(path, records):
         (Path(path) / "assets.extra").mkdir()
@@ -140,7 +140,7 @@ def test_models_config_escapes_names_and_paths():
     from google.protobuf import text_format
     from tensorflow_serving.config import model_server_config_pb2
 
-    from tfapp.serving.server_config import models_config
+    from tfapp.serving.model_server_files import models_config
 
     name = 'news"} config { name: "evil'
     text = models_config({name: None}, '/models/a "quoted"\\dir', 1)

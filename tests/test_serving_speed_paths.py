@@ -88,7 +88,7 @@ def exports(tmp_path_factory):
     """A tiny model trained on a keyword task (confident, like a real fine-tune) exported
     three ways: float32, bfloat16, float32 + XLA buckets; and its held-out texts."""
     from tfapp.core.config import ExportConfig
-    from tfapp.serving.export import export_saved_model
+    from tfapp.serving.saved_model import export_saved_model
     from tfapp.training.restore import restore_run
     from tfapp.training.serving_precision import model_to_serve
 
@@ -146,7 +146,7 @@ def test_xla_bucketed_export_agrees_with_float32_at_every_batch_size(exports, ba
 
 
 def test_serving_config_names_the_xla_flag_only_for_xla_exports(exports):
-    from tfapp.serving.server_config import uses_xla
+    from tfapp.serving.model_server_files import uses_xla
 
     assert uses_xla(exports["xla"][0]) and not uses_xla(exports["float32"][0])
     result = run_cli("tfapp.serving_config", "--base", exports["xla"][0].parent.parent)

@@ -70,7 +70,7 @@ print(json.dumps(out["probabilities"].numpy().tolist()))
 @pytest.mark.integration
 def test_sentiment_export_pools_windows_like_evaluation(tmp_path):
     from tfapp.core.backbone import model_inputs
-    from tfapp.core.data import texts_only_dataset
+    from tfapp.core.datasets import texts_only_dataset
     from tfapp.core.windows import predict_texts
     from tfapp.training.restore import restore_run
 

@@ -7,7 +7,7 @@ import tensorflow as tf
 
 from tfapp.core import distribute
 from tfapp.core.backbone import TextPacker, load_backbone
-from tfapp.core.task import get_task
+from tfapp.core.task_contract import get_task
 from tfapp.training.driver import build_compiled_model
 
 from conftest import run_cli, sample_rows, tiny_config, write_csv

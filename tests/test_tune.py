@@ -74,7 +74,7 @@ def test_bad_search_arguments_are_one_line_errors(tmp_path, args, message):
 
 def test_everything_fixed_is_refused(tmp_path):
     from tfapp.core.errors import ConfigError
-    from tfapp.tuning.space import DEFAULT_SPACE, search_space
+    from tfapp.hyperparameter_search.space import DEFAULT_SPACE, search_space
 
     with pytest.raises(ConfigError, match="nothing to search"):
         search_space([], set(DEFAULT_SPACE))

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from tfapp.core.config import Config, apply_overrides, build_config, default_config_path, read_yaml
 from tfapp.core.errors import ConfigError
-from tfapp.core.task import get_task
+from tfapp.core.task_contract import get_task
 
 # Flags that are shortcuts for --set overrides.
 SHORTCUTS = {

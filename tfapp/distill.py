@@ -27,7 +27,7 @@ def main(argv=None):
     parser.add_argument("--learning-rate", type=float, help="default: the teacher's")
     parser.add_argument("--run-dir", help="student run directory (default: runs/<task>/...)")
     args = parser.parse_args(argv)
-    from tfapp.compression.distill import distill
+    from tfapp.compression.distillation import distill
 
     distill(args.teacher, args.student_layers, args.temperature, args.alpha, args.epochs,
             args.learning_rate, args.run_dir)

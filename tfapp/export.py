@@ -22,7 +22,7 @@ def main(argv=None):
                           f"versions), got {args.version}")
     from tfapp.core.log import say
     from tfapp.core.rundir import check_writable, dir_size_bytes
-    from tfapp.serving.export import export_saved_model
+    from tfapp.serving.saved_model import export_saved_model
     from tfapp.training.restore import restore_run
     from tfapp.training.serving_precision import model_to_serve
 

@@ -15,7 +15,7 @@ from tfapp.core.export_layout import resolve_export
 def read_texts(path: str, column: str, fmt: str = "auto") -> list[str]:
     """Texts from a .txt file (one per line) or a CSV/TSV/JSONL file's `column`; an empty
     text in a table is an error naming its row (a model would still give it a label)."""
-    from tfapp.core.data import read_rows
+    from tfapp.core.datasets import read_rows
 
     p = Path(path)
     if p.is_dir():

@@ -34,7 +34,7 @@ def main(argv=None):
                         help="weight of distillation from the unpruned model (0: off)")
     parser.add_argument("--run-dir", help="new run directory (default: runs/<task>/...)")
     args = parser.parse_args(argv)
-    from tfapp.compression.prune import prune
+    from tfapp.compression.pruning import prune
 
     prune(args.run, args.heads, args.ffn, args.epochs, args.learning_rate, args.batches,
           args.temperature, args.alpha, args.run_dir)

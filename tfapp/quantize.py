@@ -34,7 +34,7 @@ def main(argv=None):
     if args.version is not None and args.version < 1:
         raise ConfigError(f"--version must be >= 1 (TF Serving loads positive integer "
                           f"versions), got {args.version}")
-    from tfapp.compression.quantize import DEFAULT_MODE, check_mode, quantize_run
+    from tfapp.compression.quantization import DEFAULT_MODE, check_mode, quantize_run
 
     quantize_run(args.run, args.version, check_mode(args.mode or DEFAULT_MODE))
 

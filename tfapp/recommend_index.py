@@ -45,7 +45,7 @@ def main(argv=None):
     from tfapp.core.export_layout import resolve_export
     from tfapp.core.log import say
     from tfapp.core.rundir import dir_size_bytes
-    from tfapp.serving.export import publish_saved_model
+    from tfapp.serving.saved_model import publish_saved_model
 
     source = resolve_export(Path(args.model))
     try:

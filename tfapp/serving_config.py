@@ -34,7 +34,7 @@ def main(argv=None):
     from tfapp.core.export_layout import exported_models
     from tfapp.core.log import say
     from tfapp.core.rundir import atomic_write_text
-    from tfapp.serving.server_config import batching_parameters, models_config, uses_xla
+    from tfapp.serving.model_server_files import batching_parameters, models_config, uses_xla
 
     base = Path(args.base)
     models = exported_models(base)

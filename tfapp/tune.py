@@ -42,12 +42,12 @@ def main(argv=None):
     parser.add_argument("--out", help="search directory (default: runs/<task>/tune)")
     args = parser.parse_args(argv)
     cfg, task_cls = resolve_config(args)
-    from tfapp.tuning.space import search_space
+    from tfapp.hyperparameter_search.space import search_space
 
     fixed = {text.split("=", 1)[0].strip() for text in args.set}
     fixed |= {key for flag, key in SHORTCUTS.items() if getattr(args, flag, None) is not None}
     space = search_space(args.search, fixed)
-    from tfapp.tuning.search import SearchSettings, search  # heavy: TensorFlow
+    from tfapp.hyperparameter_search.trials import SearchSettings, search  # heavy: TensorFlow
 
     out = Path(args.out) if args.out else Path(cfg.run.root) / cfg.task / "tune"
     if out.exists() and not out.is_dir():

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tfapp.core.data import read_rows
+from tfapp.core.datasets import read_rows
 from tfapp.core.errors import DataError
 
 TEXT_SPEC = tf.TensorSpec([None], tf.string)

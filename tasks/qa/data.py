@@ -8,6 +8,7 @@ from typing import Optional
 import numpy as np
 
 from tasks.qa.ranking import DEFAULT_KS
+from tfapp.core.task_contract import Examples as BaseExamples
 
 
 @dataclasses.dataclass
@@ -44,17 +45,25 @@ class QAConfig:
     out_of_scope_label: Optional[str] = None
     recall_ks: list[int] = dataclasses.field(default_factory=lambda: list(DEFAULT_KS))
 
+    def problems(self) -> list[str]:
+        return [message for ok, message in [
+            (self.mode in ("retrieval", "intent"), "mode must be retrieval or intent"),
+            (self.temperature > 0, "temperature must be > 0"),
+            (self.embedding_dim >= 1, "embedding_dim must be >= 1"),
+            (self.top_k >= 1, "top_k must be >= 1"),
+            (0 < self.target_precision <= 1, "target_precision must be in (0, 1]"),
+            (self.threshold_objective in ("auto", "precision", "balanced"),
+             "threshold_objective must be auto, precision or balanced"),
+            (self.threshold_objective != "balanced" or self.out_of_scope_label is not None,
+             "threshold_objective=balanced needs qa.out_of_scope_label"),
+            (bool(self.recall_ks) and all(k >= 1 for k in self.recall_ks),
+             "recall_ks must be positive integers"),
+        ] if not ok]
+
 
 @dataclasses.dataclass
-class Examples:
+class Examples(BaseExamples):
     questions: list[str]
     answers: np.ndarray  # int index into the bank (retrieval) or the intent list
     negatives: list[list[int]]  # hard-negative bank indices per question (may be empty)
     source: str
-
-    def subset(self, idx: np.ndarray, source: str) -> "Examples":
-        return Examples([self.questions[i] for i in idx], self.answers[idx],
-                        [self.negatives[i] for i in idx], source)
-
-    def __len__(self) -> int:
-        return len(self.questions)

@@ -36,7 +36,7 @@ def calibrate(root, path: Path, question_column: str, answer_column: str, fmt: s
     import tensorflow as tf
 
     from tasks.qa.ranking import calibrate_threshold
-    from tfapp.core.data import read_rows
+    from tfapp.core.datasets import read_rows
 
     index = {i.decode(): k for k, i in enumerate(root.bank_ids.numpy())}
     rows = read_rows(path, [question_column, answer_column], fmt)

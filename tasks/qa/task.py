@@ -40,11 +40,11 @@ from tasks.qa.ranking import (
     tradeoff_table,
 )
 from tfapp.core.backbone import backbone_inputs, pooled_output
-from tfapp.core.data import read_rows, text_dataset, texts_only_dataset
+from tfapp.core.datasets import read_rows, text_dataset, texts_only_dataset
 from tfapp.core.errors import ConfigError, DataError
 from tfapp.core.losses import sparse_classification_loss
-from tfapp.core.task import SPLITS, Task, register
 from tfapp.core.task_callbacks import EpochMetrics
+from tfapp.core.task_contract import SPLITS, Calibrated, ClassLogits, Task, register
 from tfapp.core.windows import predict_texts
 
 SAMPLES = Path(__file__).parents[1] / "samples"
@@ -52,7 +52,7 @@ NEGATIVE_SEPARATOR = "|"
 
 
 @register
-class QATask(Task):
+class QATask(Task, Calibrated, ClassLogits):
     name = "qa"
     Config = QAConfig
 
@@ -60,26 +60,6 @@ class QATask(Task):
         super().__init__(config)
         self.bank: Optional[AnswerBank] = None
         self.calibration: Optional[dict] = None
-        self._check_config()
-
-    def _check_config(self) -> None:
-        p = self.params
-        checks = [
-            (p.mode in ("retrieval", "intent"), "qa.mode must be retrieval or intent"),
-            (p.temperature > 0, "qa.temperature must be > 0"),
-            (p.embedding_dim >= 1, "qa.embedding_dim must be >= 1"),
-            (p.top_k >= 1, "qa.top_k must be >= 1"),
-            (0 < p.target_precision <= 1, "qa.target_precision must be in (0, 1]"),
-            (p.threshold_objective in ("auto", "precision", "balanced"),
-             "qa.threshold_objective must be auto, precision or balanced"),
-            (p.threshold_objective != "balanced" or p.out_of_scope_label is not None,
-             "qa.threshold_objective=balanced needs qa.out_of_scope_label"),
-            (bool(p.recall_ks) and all(k >= 1 for k in p.recall_ks),
-             "qa.recall_ks must be positive integers"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
 
     @property
     def retrieval(self) -> bool:

@@ -8,8 +8,9 @@ from typing import Optional
 
 import numpy as np
 
-from tfapp.core.data import read_rows
+from tfapp.core.datasets import read_rows
 from tfapp.core.errors import DataError
+from tfapp.core.task_contract import Examples
 
 CANDIDATE = re.compile(r"^(\S+)-([01])$")
 BAD_ID_CHARS = re.compile(r"[,;|]")
@@ -60,23 +61,39 @@ class RecommendConfig:
     # (no gradient through histories); only candidates are encoded per step.
     history_cache: bool = False
 
+    def problems(self) -> list[str]:
+        return [message for ok, message in [
+            (self.unknown_items in ("skip", "fail"), "unknown_items must be skip or fail"),
+            (self.no_click_impressions in ("skip", "fail"),
+             "no_click_impressions must be skip or fail"),
+            (self.loss in ("listwise", "pointwise"), "loss must be listwise or pointwise"),
+            (self.scorer in ("dot", "mlp"), "scorer must be dot or mlp"),
+            (self.negatives >= 1, "negatives must be >= 1"),
+            (self.max_history >= 1, "max_history must be >= 1"),
+            (self.item_max_length >= 8, "item_max_length must be >= 8"),
+            (bool(self.item_text_columns), "item_text_columns must name a column"),
+            (self.data_format in ("impressions", "interactions"),
+             "data_format must be impressions or interactions"),
+            (self.short_users in ("skip", "fail"), "short_users must be skip or fail"),
+            (self.holdout >= 1, "holdout must be >= 1"),
+            (self.top_k >= 1, "top_k must be >= 1"),
+            (self.eval_negatives >= 1, "eval_negatives must be >= 1"),
+            (self.train_targets_per_user is None or self.train_targets_per_user >= 1,
+             "train_targets_per_user must be null or >= 1"),
+            (self.data_format == "impressions" or not self.side_feature_columns,
+             "side_feature_columns: an interaction log has no impression rows to "
+             "read side features from"),
+        ] if not ok]
+
 
 @dataclasses.dataclass
-class Impressions:
+class Impressions(Examples):
     ids: list[str]
     history: list[list[int]]  # item indices, the last max_history clicks
     candidates: list[list[int]]
     clicks: list[list[int]]
     side: np.ndarray  # [n, features] float32
     source: str
-
-    def subset(self, idx, source: str) -> "Impressions":
-        pick = lambda xs: [xs[i] for i in idx]  # noqa: E731
-        return Impressions(pick(self.ids), pick(self.history), pick(self.candidates),
-                           pick(self.clicks), self.side[idx], source)
-
-    def __len__(self) -> int:
-        return len(self.ids)
 
 
 def item_text(values: dict, columns: list[str]) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from tasks.recommend.metrics import impression_metrics
+from tasks.recommend.ranking_metrics import impression_metrics
 
 CATALOGUE_KS = (10, 50)
 HIT_K = 10

@@ -15,7 +15,7 @@ from collections import defaultdict
 import numpy as np
 
 from tasks.recommend.data import Impressions, RecommendConfig, _reference
-from tfapp.core.data import read_rows
+from tfapp.core.datasets import read_rows
 from tfapp.core.errors import DataError
 
 

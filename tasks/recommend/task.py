@@ -23,15 +23,15 @@ from tasks.recommend.catalogue import CatalogueModule
 from tasks.recommend.data import Impressions, RecommendConfig, read_impressions, read_items
 from tasks.recommend.evaluation import format_interaction_report, interaction_report
 from tasks.recommend.interactions import read_interactions
-from tasks.recommend.metrics import impression_metrics
 from tasks.recommend.model import HistoryCacheRefresh, RecommendModel
-from tasks.recommend.serving import ServingRecommender
+from tasks.recommend.ranking_metrics import impression_metrics
+from tasks.recommend.signatures import ServingRecommender
 from tfapp.core.backbone import backbone_inputs, load_backbone, pooled_output
-from tfapp.core.data import texts_only_dataset
+from tfapp.core.datasets import texts_only_dataset
 from tfapp.core.errors import ConfigError
 from tfapp.core.log import say
-from tfapp.core.task import SPLITS, Task, register
 from tfapp.core.task_callbacks import EpochMetrics
+from tfapp.core.task_contract import SPLITS, Task, register
 
 SAMPLES = Path(__file__).parents[1] / "samples"
 
@@ -48,32 +48,6 @@ class RecommendTask(Task):
         self.skipped: dict[str, list] = {}
         self.popularity: Optional[np.ndarray] = None  # interactions: training positives
         self._zero_shot: Optional[np.ndarray] = None
-        p = self.params
-        checks = [
-            (p.unknown_items in ("skip", "fail"), "recommend.unknown_items must be skip or fail"),
-            (p.no_click_impressions in ("skip", "fail"),
-             "recommend.no_click_impressions must be skip or fail"),
-            (p.loss in ("listwise", "pointwise"), "recommend.loss must be listwise or pointwise"),
-            (p.scorer in ("dot", "mlp"), "recommend.scorer must be dot or mlp"),
-            (p.negatives >= 1, "recommend.negatives must be >= 1"),
-            (p.max_history >= 1, "recommend.max_history must be >= 1"),
-            (p.item_max_length >= 8, "recommend.item_max_length must be >= 8"),
-            (bool(p.item_text_columns), "recommend.item_text_columns must name a column"),
-            (p.data_format in ("impressions", "interactions"),
-             "recommend.data_format must be impressions or interactions"),
-            (p.short_users in ("skip", "fail"), "recommend.short_users must be skip or fail"),
-            (p.holdout >= 1, "recommend.holdout must be >= 1"),
-            (p.top_k >= 1, "recommend.top_k must be >= 1"),
-            (p.eval_negatives >= 1, "recommend.eval_negatives must be >= 1"),
-            (p.train_targets_per_user is None or p.train_targets_per_user >= 1,
-             "recommend.train_targets_per_user must be null or >= 1"),
-            (p.data_format == "impressions" or not p.side_feature_columns,
-             "recommend.side_feature_columns: an interaction log has no impression rows to "
-             "read side features from"),
-        ]
-        for ok, message in checks:
-            if not ok:
-                raise ConfigError(message)
 
     # --- data -------------------------------------------------------------------------
     def sample_file(self) -> Path:

@@ -12,13 +12,21 @@ import numpy as np
 import tensorflow as tf
 
 from tfapp.core.backbone import backbone_inputs, pooled_output
-from tfapp.core.data import read_rows, text_dataset, texts_only_dataset
+from tfapp.core.datasets import read_rows, text_dataset, texts_only_dataset
 from tfapp.core.errors import ConfigError, DataError
 from tfapp.core.losses import classification_loss
 from tfapp.core.metrics import classification_report, format_report
 from tfapp.core.serving_api import CLASSIFY_METHOD, text_examples
-from tfapp.core.task import SPLITS, Task, register
 from tfapp.core.task_callbacks import ClassificationReport
+from tfapp.core.task_contract import (
+    SPLITS,
+    ClassLogits,
+    Refittable,
+    Task,
+    model_serving_root,
+    register,
+)
+from tfapp.core.task_contract import Examples as BaseExamples
 from tfapp.core.windows import call_on_texts, predict_texts
 
 
@@ -38,24 +46,38 @@ class SentimentConfig:
     head_dropout: float = 0.1
     max_misclassified_logged: int = 20
 
+    def problems(self) -> list[str]:
+        out = []
+        for key, labels in (("labels", self.labels), ("topic_labels", self.topic_labels)):
+            if labels is None:
+                continue
+            repeated = [label for label in labels if labels.count(label) > 1]
+            if repeated:
+                out.append(f"{key}: '{repeated[0]}' appears more than once")
+            elif len(labels) < 2:
+                out.append(f"{key}: {len(labels)} label(s) {labels}; a classifier needs at "
+                           f"least two (null learns them from the training file)")
+        cw = self.class_weights
+        if isinstance(cw, str) and cw != "balanced":
+            out.append(f"class_weights: expected 'balanced' or a mapping label: weight, "
+                       f"got '{cw}'")
+        if not 0 <= self.head_dropout < 1:
+            out.append("head_dropout must be in [0, 1)")
+        if self.topic_loss_weight < 0:
+            out.append("topic_loss_weight must be >= 0")
+        return out
+
 
 @dataclasses.dataclass
-class Examples:
+class Examples(BaseExamples):
     texts: list[str]
     labels: np.ndarray  # int class ids
     topics: Optional[np.ndarray]
     source: str
 
-    def subset(self, idx: np.ndarray, source: str) -> "Examples":
-        return Examples([self.texts[i] for i in idx], self.labels[idx],
-                        None if self.topics is None else self.topics[idx], source)
-
-    def __len__(self) -> int:
-        return len(self.texts)
-
 
 @register
-class SentimentTask(Task):
+class SentimentTask(Task, Refittable, ClassLogits):
     name = "sentiment"
     Config = SentimentConfig
 
@@ -81,19 +103,6 @@ class SentimentTask(Task):
                     raise DataError(path, "empty label", row, column)
         return rows
 
-    def _check_labels(self) -> None:
-        p = self.params
-        for key, labels in (("labels", p.labels), ("topic_labels", p.topic_labels)):
-            if labels is None:
-                continue
-            repeated = [label for label in labels if labels.count(label) > 1]
-            if repeated:
-                raise ConfigError(f"sentiment.{key}: '{repeated[0]}' appears more than once")
-            if len(labels) < 2:
-                raise ConfigError(
-                    f"sentiment.{key}: {len(labels)} label(s) {labels}; a classifier needs at "
-                    f"least two (null learns them from the training file)")
-
     @staticmethod
     def _encode(path, rows, column: str, vocab: list[str]) -> np.ndarray:
         index = {label: i for i, label in enumerate(vocab)}
@@ -118,7 +127,6 @@ class SentimentTask(Task):
     def load_splits(self) -> dict[str, Examples]:
         p, d = self.params, self.config.data
         train_path = d.train_file or str(self.sample_file())
-        self._check_labels()
         files = {"train": train_path, "validation": d.validation_file, "test": d.test_file}
         raw = {split: self._raw(path) for split, path in files.items() if path}
         # Label vocabularies not fixed in the config come from the training file; they are
@@ -144,9 +152,6 @@ class SentimentTask(Task):
 
     def _check_class_weights(self) -> None:
         cw = self.params.class_weights
-        if isinstance(cw, str) and cw != "balanced":
-            raise ConfigError(f"sentiment.class_weights: expected 'balanced' or a mapping "
-                              f"label: weight, got '{cw}'")
         if isinstance(cw, dict):
             unknown = [k for k in cw if k not in self.params.labels]
             if unknown:
@@ -265,6 +270,9 @@ class SentimentTask(Task):
 
     def format_metrics(self, metrics: dict) -> str:
         return "\n".join(format_report(head, report) for head, report in metrics.items())
+
+    def serving_root(self, model, packer):
+        return model_serving_root(model, packer, self.serving_signatures)
 
     def serving_signatures(self, model: keras.Model, packer) -> dict:
         heads = {"sentiment": self.params.labels}

@@ -2,7 +2,7 @@
 
 keras-hub's BertBackbone gives every layer the same head count and sizes a head as
 hidden_dim / num_heads, so removing heads would change the size of the heads that remain.
-Structured pruning (tfapp.compression.prune) needs each layer to keep its own heads at their
+Structured pruning (tfapp.compression.pruning) needs each layer to keep its own heads at their
 original size and its own feed-forward width; this subclass builds exactly that, with the
 same layer names and weight layouts as BertBackbone, so weights copy over by name. It is
 registered with Keras, so a saved preset of it loads through BertBackbone.from_preset like

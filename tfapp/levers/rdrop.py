@@ -13,6 +13,7 @@ import tensorflow as tf
 
 from tfapp.core.lever import Lever, register_lever
 from tfapp.core.log import say
+from tfapp.core.task_contract import ClassLogits
 
 
 class PairedConsistency(keras.layers.Layer):
@@ -65,7 +66,7 @@ class RDropConfig:
 
 @register_lever
 class RDrop(Lever):
-    """levers.rdrop.alpha: R-Drop on the task's class-logit outputs (Task.consistency_outputs).
+    """levers.rdrop.alpha: R-Drop on the class-logit outputs of tasks that declare ClassLogits.
     A model without class logits (QA retrieval, recommendation) or a distiller trains
     without it, and says so, so one shared config serves every task."""
 
@@ -85,7 +86,8 @@ class RDrop(Lever):
     def regularised(self, task, distilling: bool) -> list:
         """The outputs R-Drop regularises ([] when it cannot apply, said once)."""
         if self.outputs is None:
-            self.outputs = [] if distilling else task.consistency_outputs()
+            self.outputs = ([] if distilling or not isinstance(task, ClassLogits)
+                            else task.consistency_outputs())
             if not self.outputs:
                 why = ("the distiller is its own training model" if distilling else
                        f"this {task.name} model has no class-logit output")

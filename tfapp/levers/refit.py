@@ -18,10 +18,11 @@ from typing import Optional
 import keras
 
 from tfapp.core import run_layout as layout
-from tfapp.core.data import with_counted_steps
+from tfapp.core.datasets import with_counted_steps
 from tfapp.core.errors import ConfigError
 from tfapp.core.lever import Lever, register_lever
 from tfapp.core.log import say
+from tfapp.core.task_contract import Refittable
 from tfapp.levers.weight_soup import assign_weights, mean_weights
 from tfapp.training.progress import TrainingStats
 
@@ -85,11 +86,11 @@ class Refit(Lever):
                 raise ConfigError(f"levers.refit: not supported with levers.{other.name} "
                                   f"(the refit does not carry its optimizer state; set one "
                                   f"of them off)")
-        self.combined = run.task.combine(run.splits["train"], run.splits["validation"])
-        if self.combined is None:
+        if not isinstance(run.task, Refittable):
             raise ConfigError(f"levers.refit: the {run.task.name} task cannot train on its "
                               f"validation data (it calibrates or is judged on it); set "
                               f"levers.refit.enabled false")
+        self.combined = run.task.combine(run.splits["train"], run.splits["validation"])
 
     def after_fit(self, run) -> dict:
         """Measures the first model on validation, then trains a fresh one from the

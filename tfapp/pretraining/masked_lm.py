@@ -30,7 +30,7 @@ class PretrainConfig:
 
 def read_corpus(patterns: list[str], text_column: str, fmt: str = "auto") -> list[str]:
     """Non-empty texts from every file matching the patterns, in a stable order."""
-    from tfapp.core.data import read_rows
+    from tfapp.core.datasets import read_rows
 
     if not patterns:
         raise ConfigError("no corpus: give --corpus FILE_OR_GLOB")

@@ -9,7 +9,7 @@ import numpy as np
 from tfapp.core import run_layout as layout
 from tfapp.core.backbone import TextPacker
 from tfapp.core.config import Config
-from tfapp.core.data import count_truncated, with_counted_steps
+from tfapp.core.datasets import count_truncated, with_counted_steps
 from tfapp.core.errors import ConfigError
 from tfapp.core.log import say
 

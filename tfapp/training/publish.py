@@ -9,7 +9,8 @@ import keras
 from tfapp.core import run_layout as layout
 from tfapp.core.log import say
 from tfapp.core.rundir import atomic_write_text, dir_size_bytes, write_json
-from tfapp.serving.export import export_saved_model
+from tfapp.core.task_contract import Calibrated
+from tfapp.serving.saved_model import export_saved_model
 from tfapp.training.hparams import write_hparams
 from tfapp.training.model_card import model_card
 from tfapp.training.run_context import RunContext
@@ -28,7 +29,8 @@ def evaluate_served(ctx: RunContext, task, served, splits: dict, packer, history
                     fitted, validation: dict | None = None) -> dict:
     """Calibration, then validation and test metrics of the served model (`validation`:
     metrics computed earlier, from a model that had not trained on those examples)."""
-    calibration = task.calibrate(served, splits["validation"], packer)
+    calibration = (task.calibrate(served, splits["validation"], packer)
+                   if isinstance(task, Calibrated) else None)
     if calibration is not None:
         task.set_calibration(calibration)
         say("calibration: " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"

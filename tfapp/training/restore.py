@@ -22,7 +22,7 @@ from tfapp.core.run_layout import (
     METRICS_FILE,
     WEIGHTS_FILE,
 )
-from tfapp.core.task import Task, get_task
+from tfapp.core.task_contract import Task, get_task
 
 
 def config_from_run(run_dir: Path) -> tuple[Config, type]:

@@ -91,7 +91,7 @@ def predictions(model, texts, packer, batch_size: int) -> dict:
     """{output name: argmax class per text} of a functional classification model."""
     import numpy as np
 
-    from tfapp.core.data import texts_only_dataset
+    from tfapp.core.datasets import texts_only_dataset
 
     if not texts:
         return {}
@@ -113,7 +113,7 @@ def quantize_run(run_dir: str | Path, version=None, mode: str = DEFAULT_MODE) ->
     from tfapp.core.export_layout import existing_versions
     from tfapp.core.log import say
     from tfapp.core.rundir import dir_size_bytes, write_json
-    from tfapp.serving.export import export_saved_model
+    from tfapp.serving.saved_model import export_saved_model
     from tfapp.training.restore import restore_run
 
     check_mode(mode)

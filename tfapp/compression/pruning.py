@@ -132,7 +132,7 @@ def prune(run: str | Path, heads: float, ffn: float, epochs: int = 1, learning_r
           run_dir=None) -> Path:
     """Prunes a finished run's backbone and fine-tunes it (distilling from the unpruned
     model with weight `alpha`) into a new run; returns its directory."""
-    from tfapp.compression.distill import copy_head_weights, make_distiller
+    from tfapp.compression.distillation import copy_head_weights, make_distiller
     from tfapp.core.backbone import LoadedBackbone, save_preset
     from tfapp.core.log import say
     from tfapp.core.rundir import new_run_dir, write_json

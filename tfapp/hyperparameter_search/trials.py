@@ -24,8 +24,8 @@ from tfapp.core.config import Config, apply_overrides, build_config
 from tfapp.core.errors import ConfigError
 from tfapp.core.log import say
 from tfapp.core.rundir import atomic_write_text
+from tfapp.hyperparameter_search.space import Range, overrides
 from tfapp.training.driver import train
-from tfapp.tuning.space import Range, overrides
 
 ALGORITHMS = ("bayesian", "random")
 SEARCH_FILE = "search.json"
