@@ -26,6 +26,7 @@ from bench.machine import describe as machine
 from bench.machine import label
 from bench.results_file import write_outputs, write_section
 from bench.run_texts import run_bench_parser, sentiment_run_texts
+from tfapp.core import run_layout as layout
 from tfapp.core.errors import ConfigError, cli_main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,7 +60,7 @@ def stages(run: Path, texts: list[str], reps: int) -> dict:
 
     cfg, task, model, packer = restore_run(run)
     backbone = next(layer for layer in model.layers if isinstance(layer, keras.Model))
-    base = run / "export" / cfg.task
+    base = layout.export_base(run, cfg.task)
     versions = existing_versions(base, complete_only=True)
     if not versions:
         raise ConfigError(f"{run}: no export under {base}")

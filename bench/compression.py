@@ -28,6 +28,7 @@ import tfapp  # noqa: F401
 from bench.machine import describe as machine
 from bench.machine import label
 from bench.results_file import write_outputs, write_section
+from tfapp.core import run_layout as layout
 from tfapp.core.errors import ConfigError, cli_main
 
 REPO = Path(__file__).resolve().parent.parent
@@ -77,12 +78,13 @@ def rows_for(name: str, run: Path, requests: int) -> list[dict]:
     from tfapp.compression.quantization import MODES, export_base, report_name
     from tfapp.core.config import read_yaml
 
-    metrics_file = run / "metrics.json"
+    metrics_file = run / layout.METRICS_FILE
     if not metrics_file.is_file():
         raise ConfigError(f"{run}: no metrics.json (not a finished run)")
     metrics = json.loads(metrics_file.read_text())
-    task = read_yaml(run / "config.yaml")["task"]
-    variants = [(name, latest_version(run / "export" / task), metrics.get("validation", {}))]
+    task = read_yaml(run / layout.CONFIG_FILE)["task"]
+    variants = [(name, latest_version(layout.export_base(run, task)),
+                 metrics.get("validation", {}))]
     for mode in MODES:
         quant = run / report_name(mode)
         if quant.is_file():
@@ -117,7 +119,7 @@ def markdown(rows: list[dict]) -> str:
 def _validation(run: Path, report: str | None) -> dict:
     if report:
         return json.loads((run / report).read_text())["int8"]["validation"]["sentiment"]
-    return json.loads((run / "metrics.json").read_text())["validation"]["sentiment"]
+    return json.loads((run / layout.METRICS_FILE).read_text())["validation"]["sentiment"]
 
 
 def _mean_std(values: list[float]) -> dict:
@@ -185,7 +187,7 @@ def measure(runs: dict, modes: list[str], texts: list[str], requests: int,
             raise ConfigError(f"{runs[first][kind]}: no export under {base}")
         validation = [_validation(runs[s][kind], report) for s in seeds]
         # Each command's own wall time (training, evaluation, export), from its run.
-        wall = [json.loads((runs[s][kind] / "metrics.json").read_text()).get("wall_seconds")
+        wall = [json.loads((runs[s][kind] / layout.METRICS_FILE).read_text()).get("wall_seconds")
                 for s in seeds] if report is None else []
         calls.append(_signature(export))
         rows.append({

@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+from tfapp.core import run_layout as layout
+
 REPO = Path(__file__).resolve().parent.parent
 
 
@@ -68,7 +70,7 @@ def run_all(data: Path, work: Path, seeds: list[int], recipe: Recipe,
                 recipe.prune_ffn, "--epochs", recipe.prune_epochs, "--run-dir", d["chain"]]),
         ]
         for name, module, args in steps:
-            if not (d[name] / "metrics.json").is_file():
+            if not (d[name] / layout.METRICS_FILE).is_file():
                 seconds[f"{name}/seed{seed}"] = command(
                     module, args, work / "logs" / f"{name}-seed{seed}.log",
                     f"{name} seed {seed}")

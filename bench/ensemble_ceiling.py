@@ -25,6 +25,7 @@ import numpy as np
 
 from bench.machine import describe, label
 from bench.results_file import write_json, write_text
+from tfapp.core import run_layout as layout
 from tfapp.core.metrics import classification_report
 
 OFFSET_GRID = np.linspace(-2.0, 2.0, 81)
@@ -79,7 +80,7 @@ def run_logits(run_dir: str) -> dict:
     if len(splits["test"]) == 0:
         raise SystemExit(f"{run_dir}: the run has no test file (data.test_file)")
     model = restored.served()
-    recorded = Path(run_dir) / "metrics.json"
+    recorded = Path(run_dir) / layout.METRICS_FILE
     record = json.loads(recorded.read_text()) if recorded.is_file() else {}
     # A refit model (levers.refit.enabled) has trained on its validation split.
     out = {"seconds": record.get("wall_seconds"), "validation_seen": "refit" in record}

@@ -44,6 +44,7 @@ import numpy as np
 from bench.quality_recipes import DATASETS, RECIPES, SPEED_ROWS, SUITES, Suite, shipped_settings
 from bench.quality_report import markdown
 from bench.results_file import section, write_json, write_text
+from tfapp.core import run_layout as layout
 
 REPO = Path(__file__).resolve().parents[1]
 # QUALITY.md's recommendation section, written by bench.recommend_quality.
@@ -213,7 +214,7 @@ def train_cli(args: list[str], sets: list[str], run_dir: Path, what: str) -> tup
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
     if result.returncode:
         raise SystemExit(f"{what} failed:\n{result.stderr[-3000:]}")
-    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics = json.loads((run_dir / layout.METRICS_FILE).read_text())
     return metrics, round(time.perf_counter() - start, 1)
 
 

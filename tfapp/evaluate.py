@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 import tfapp  # noqa: F401
+from tfapp.core import run_layout as layout
 from tfapp.core.errors import cli_main
 
 
@@ -13,10 +14,10 @@ def default_out(run: Path, data: Path) -> Path:
     """RUN/eval/<stem>, or <stem>-2, -3, ... when that one holds another file's metrics."""
     import json
 
-    base, n = run / "eval" / data.stem, 1
+    base, n = run / layout.EVAL_DIR / data.stem, 1
     while True:
         out = base if n == 1 else base.with_name(f"{base.name}-{n}")
-        metrics = out / "metrics.json"
+        metrics = out / layout.METRICS_FILE
         if not metrics.is_file() or json.loads(metrics.read_text()).get("data") == str(data):
             return out
         n += 1
@@ -47,7 +48,7 @@ def main(argv=None):
     examples = task.read_file(args.data)  # validated before anything is written
     metrics = task.evaluate(model, examples, packer)
     print(task.format_metrics(metrics))
-    write_json(out / "metrics.json", {"data": str(args.data), **metrics})
+    write_json(out / layout.METRICS_FILE, {"data": str(args.data), **metrics})
     say(f"wrote {out / 'metrics.json'}")
 
 

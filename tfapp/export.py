@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 import tfapp  # noqa: F401
+from tfapp.core import run_layout as layout
 from tfapp.core.errors import ConfigError, cli_main
 
 
@@ -28,13 +29,13 @@ def main(argv=None):
 
     restored = restore_run(args.run)
     cfg, task, model, packer = restored
-    base = Path(args.base) if args.base else Path(args.run) / "export"
+    base = Path(args.base) if args.base else layout.export_base(args.run)
     check_writable(base / cfg.task, "export base")
     # Restored weights are float32; export.precision decides what the export computes in.
     model, _ = model_to_serve(task, restored.loaded, model, "float32", cfg.export)
     out = export_saved_model(task, model, packer, base / cfg.task, args.version)
     say(f"exported SavedModel: {out} ({dir_size_bytes(out) / 2**20:.1f} MiB)")
-    metrics_file = Path(args.run) / "metrics.json"
+    metrics_file = Path(args.run) / layout.METRICS_FILE
     if not metrics_file.is_file():
         # The run was killed after its weights and before its metrics: write them now.
         from tfapp.core.rundir import write_json

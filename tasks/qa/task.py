@@ -39,6 +39,7 @@ from tasks.qa.ranking import (
     ranking_metrics,
     tradeoff_table,
 )
+from tfapp.core import run_layout as layout
 from tfapp.core.backbone import backbone_inputs, pooled_output
 from tfapp.core.datasets import read_rows, text_dataset, texts_only_dataset
 from tfapp.core.errors import ConfigError, DataError
@@ -302,7 +303,7 @@ class QATask(Task, Calibrated, ClassLogits):
     def callbacks(self, run_dir: Path, validation: Examples, packer) -> list:
         out = [EpochMetrics(lambda model: self.bank_logs(model, validation, packer))]
         if self.retrieval:
-            out.append(BankProjector(self, Path(run_dir) / "logs" / "projector", packer))
+            out.append(BankProjector(self, layout.logs_dir(run_dir, "projector"), packer))
         return out
 
     # --- scoring, evaluation, calibration ---------------------------------------------

@@ -11,6 +11,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfapp.core import run_layout as layout
 from tfapp.core.backbone import backbone_inputs, pooled_output
 from tfapp.core.datasets import read_rows, text_dataset, texts_only_dataset
 from tfapp.core.errors import ConfigError, DataError
@@ -251,7 +252,7 @@ class SentimentTask(Task, Refittable, ClassLogits):
         label_sets = {"sentiment": (validation.labels, self.params.labels)}
         if self.params.topic_column:
             label_sets["topic"] = (validation.topics, self.params.topic_labels)
-        return [ClassificationReport(run_dir / "logs", inputs, texts, np.asarray(y)[order],
+        return [ClassificationReport(layout.logs_dir(run_dir), inputs, texts, np.asarray(y)[order],
                                      labels, head, self.params.max_misclassified_logged)
                 for head, (y, labels) in label_sets.items()]
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tfapp.core import run_layout as layout
 from tfapp.core.errors import ConfigError
 
 
@@ -166,7 +167,7 @@ def prune(run: str | Path, heads: float, ffn: float, epochs: int = 1, learning_r
         save_preset(loaded, pruned_dir, {"pruned_from": str(run), "heads_fraction": heads,
                                          "ffn_fraction": ffn, **chosen})
         before, after = source.loaded.backbone.count_params(), small.count_params()
-        write_json(run_dir / "pruning.json", {
+        write_json(run_dir / layout.PRUNING_REPORT, {
             "source_run": str(run), "heads_fraction": heads, "ffn_fraction": ffn,
             "importance_batches": batches, "parameters_before": before,
             "parameters_after": after, **chosen})

@@ -19,10 +19,11 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+from tfapp.core import run_layout as layout
 from tfapp.core.errors import ConfigError
 
-INT8_BASE = "export-int8"
-REPORT = "quantization.json"
+INT8_BASE = layout.INT8_EXPORT_DIR
+REPORT = layout.QUANTIZATION_REPORT
 # Chosen from bench.compression on TFNS (bench/RESULTS.md): the fastest mode that is
 # no slower than float32 for single requests and batches while much smaller.
 DEFAULT_MODE = "folded"
@@ -148,7 +149,7 @@ def quantize_run(run_dir: str | Path, version=None, mode: str = DEFAULT_MODE) ->
     out = export_saved_model(task, model, packer, run_dir / export_base(mode) / cfg.task,
                              version)
     report["export"] = {"path": str(out), "size_mb": round(dir_size_bytes(out) / 2**20, 1)}
-    float_export = run_dir / "export" / cfg.task
+    float_export = layout.export_base(run_dir, cfg.task)
     if float_export.is_dir():
         report["float_export_size_mb"] = round(
             dir_size_bytes(float_export) / 2**20 / max(1, len(existing_versions(float_export))), 1)

@@ -13,11 +13,15 @@
       logs/                    TensorBoard: train/, validation/, HParams, task summaries
       export/<task>/<version>/ SavedModels for TF Serving
       tapt/                    task-adaptive pretraining's own run (levers.tapt)
+      eval/<data stem>[-N]/    `tfapp.evaluate` results (metrics.json)
+      export-int8/<task>/<v>/  `tfapp.quantize`'s int8 export, with quantization.json
+      pruning.json             what `tfapp.prune` kept (in the pruned run)
       .lock                    held while a training writes here
 """
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Optional
 
 CONFIG_FILE = "config.yaml"
 METRICS_FILE = "metrics.json"
@@ -31,11 +35,16 @@ LOGS_DIR = "logs"
 EXPORT_DIR = "export"
 TAPT_DIR = "tapt"
 LOCK_FILE = ".lock"
+EVAL_DIR = "eval"
+INT8_EXPORT_DIR = "export-int8"
+QUANTIZATION_REPORT = "quantization.json"
+PRUNING_REPORT = "pruning.json"
 
 
-def export_base(run_dir, task: str) -> Path:
-    """RUN/export/<task>: the versioned SavedModels TF Serving reads."""
-    return Path(run_dir) / EXPORT_DIR / task
+def export_base(run_dir, task: Optional[str] = None) -> Path:
+    """RUN/export[/<task>]: the versioned SavedModels TF Serving reads."""
+    base = Path(run_dir) / EXPORT_DIR
+    return base / task if task else base
 
 
 def logs_dir(run_dir, *sub: str) -> Path:

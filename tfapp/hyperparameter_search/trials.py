@@ -20,6 +20,7 @@ import keras
 import keras_tuner as kt
 import yaml
 
+from tfapp.core import run_layout as layout
 from tfapp.core.config import Config, apply_overrides, build_config
 from tfapp.core.errors import ConfigError
 from tfapp.core.log import say
@@ -42,7 +43,7 @@ class SearchSettings:
 
 def trial_objective(run_dir: Path, key: str, mode: str) -> float:
     """The best finite validation value of `key` over the run's epochs."""
-    history = json.loads((run_dir / "metrics.json").read_text())["history"].get(key, [])
+    history = json.loads((run_dir / layout.METRICS_FILE).read_text())["history"].get(key, [])
     finite = [v for v in history if v is not None and math.isfinite(v)]
     if not finite:
         raise kt.errors.FailedTrialError(f"{run_dir}: no finite {key} in its history")
@@ -73,7 +74,7 @@ class RunTuner(kt.engine.base_tuner.BaseTuner):
         cfg = self.trial_config(values, trial.trial_id)
         run_dir = self.trials_dir / f"trial_{trial.trial_id}"
         say(f"trial {trial.trial_id}: " + _values_line(values))
-        if not (run_dir / "metrics.json").is_file():  # finished before a kill: keep it
+        if not (run_dir / layout.METRICS_FILE).is_file():  # finished before a kill: keep it
             keras.backend.clear_session()
             train(cfg, self.task_cls, str(run_dir))
         return {self.objective: trial_objective(run_dir, self.objective, self.mode)}
@@ -150,7 +151,7 @@ def write_results(tuner: RunTuner, out: Path, objective: str) -> Path:
     if not best:
         raise ConfigError(f"no trial of the search in {out} finished; see the messages above")
     trial = best[0]
-    config = yaml.safe_load((tuner.trials_dir / f"trial_{trial.trial_id}" / "config.yaml")
+    config = yaml.safe_load((tuner.trials_dir / f"trial_{trial.trial_id}" / layout.CONFIG_FILE)
                             .read_text(encoding="utf-8"))
     config["run"]["dir"] = None  # a new run, not the trial's directory
     path = out / BEST_FILE

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from tfapp.core import run_layout as layout
 from tfapp.core.errors import ConfigError, DataError
 
 
@@ -83,7 +84,7 @@ def pretrain(cfg, run_dir: Optional[str] = None) -> Path:
 
     loaded = ctx.load_backbone()
     run_path = ctx.choose_run_dir(run_dir, "pretrain")
-    out = Path(p.out) if p.out else run_path / "backbone"
+    out = Path(p.out) if p.out else run_path / layout.BACKBONE_DIR
     if out.exists():
         raise ConfigError(f"{out} already exists; pretraining never overwrites a backbone")
     ctx.open_run_dir()
@@ -128,7 +129,7 @@ def pretrain(cfg, run_dir: Optional[str] = None) -> Path:
                                   "validation_mlm_loss_after": after["loss"]})
         metrics["backbone"] = str(out)
         metrics["wall_seconds"] = round(time.perf_counter() - started, 1)
-        write_json(run_path / "metrics.json", metrics)
+        write_json(run_path / layout.METRICS_FILE, metrics)
         say(f"saved backbone: {out} (use it with --backbone {out})")
     ctx.close()
     say(f"done in {time.perf_counter() - started:.0f} s; run dir {run_path}")
