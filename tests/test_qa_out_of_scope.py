@@ -82,4 +82,5 @@ def test_unknown_out_of_scope_label_is_a_one_line_error(tmp_path):
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1].startswith(
         "error: qa.out_of_scope_label 'nope' is not one of the")
+    assert "no validation or test question has it" in result.stderr
     assert not (tmp_path / "run").exists()

@@ -67,3 +67,14 @@ class Examples(BaseExamples):
     answers: np.ndarray  # int index into the bank (retrieval) or the intent list
     negatives: list[list[int]]  # hard-negative bank indices per question (may be empty)
     source: str
+
+
+# The answer index of a question whose qa.out_of_scope_label is no class of the model:
+# evaluation data only, handed off by the threshold.
+HANDOFF_ONLY = -1
+
+
+def in_scope(examples: Examples) -> Examples:
+    """The examples whose answer is a class or bank entry (no HANDOFF_ONLY questions)."""
+    keep = np.flatnonzero(examples.answers != HANDOFF_ONLY)
+    return examples if len(keep) == len(examples) else examples.subset(keep, examples.source)

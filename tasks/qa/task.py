@@ -27,7 +27,7 @@ from tasks.qa.answer_bank import (
     example_inputs,
     read_answer_bank,
 )
-from tasks.qa.data import Examples, QAConfig
+from tasks.qa.data import HANDOFF_ONLY, Examples, QAConfig, in_scope
 from tasks.qa.model import BankProjector, DualEncoder, KerasTextEncoder
 from tasks.qa.ranking import (
     calibrate_handoff,
@@ -43,6 +43,7 @@ from tfapp.core import run_layout as layout
 from tfapp.core.backbone import backbone_inputs, pooled_output
 from tfapp.core.datasets import read_rows, text_dataset, texts_only_dataset
 from tfapp.core.errors import ConfigError, DataError
+from tfapp.core.log import say
 from tfapp.core.losses import sparse_classification_loss
 from tfapp.core.task_callbacks import EpochMetrics
 from tfapp.core.task_contract import SPLITS, Calibrated, ClassLogits, Task, register
@@ -96,14 +97,35 @@ class QATask(Task, Calibrated, ClassLogits):
         return [p.question_column, p.answer_id_column] + (
             [p.hard_negatives_column] if p.hard_negatives_column else [])
 
-    def _examples(self, path, rows, index: dict[str, int], known: str) -> Examples:
+    def _handoff_only(self, index: dict[str, int]) -> bool:
+        """qa.out_of_scope_label names no class or answer (a support bot's training data
+        usually has no out-of-scope rows): its questions exist only in evaluation data and
+        are handed off by the threshold alone."""
+        oos = self.params.out_of_scope_label
+        return oos is not None and oos not in index
+
+    def _oos_index(self) -> Optional[int]:
+        """The out-of-scope answer index: a class, HANDOFF_ONLY, or None (no label)."""
+        oos = self.params.out_of_scope_label
+        if oos is None:
+            return None
+        return self.bank.index().get(oos, HANDOFF_ONLY)
+
+    def _examples(self, path, rows, index: dict[str, int], known: str,
+                  evaluation: bool = True) -> Examples:
         p = self.params
+        handoff_only = evaluation and self._handoff_only(index)
         questions, answers, negatives = [], np.empty(len(rows), np.int32), []
         for k, (row, values) in enumerate(rows):
             question = values[p.question_column]
             if not question.strip():
                 raise DataError(path, "empty question", row, p.question_column)
             answer_id = values[p.answer_id_column].strip()
+            if handoff_only and answer_id == p.out_of_scope_label:
+                questions.append(question)
+                answers[k] = HANDOFF_ONLY
+                negatives.append([])
+                continue
             if answer_id not in index:
                 raise DataError(path, f"answer id '{answer_id}' is not in {known}", row,
                                 p.answer_id_column)
@@ -152,10 +174,15 @@ class QATask(Task, Calibrated, ClassLogits):
                for s, path in files.items() if path}
         index, known = self._resolve_bank(raw["train"])
         oos = self.params.out_of_scope_label
-        if oos is not None and oos not in index:
-            raise ConfigError(f"qa.out_of_scope_label '{oos}' is not one of the {known}'s "
-                              f"answer ids")
-        examples = {s: self._examples(files[s], rows, index, known) for s, rows in raw.items()}
+        examples = {s: self._examples(files[s], rows, index, known, evaluation=s != "train")
+                    for s, rows in raw.items()}
+        if self._handoff_only(index):
+            if not any((ex.answers == HANDOFF_ONLY).any() for ex in examples.values()):
+                raise ConfigError(f"qa.out_of_scope_label '{oos}' is not one of the {known}'s "
+                                  f"answer ids, and no validation or test question has it")
+            say(f"qa.out_of_scope_label '{oos}' is not one of the {known}'s answer ids: "
+                f"'{oos}' questions in validation and test are handed off by the threshold "
+                f"alone, calibrated on validation's in-scope and '{oos}' questions")
         splits = self.complete_splits(
             examples, files, stratify=lambda ex: ex.answers,
             empty=lambda: Examples([], np.zeros(0, np.int32), [], "none"),
@@ -163,7 +190,7 @@ class QATask(Task, Calibrated, ClassLogits):
         if self.params.threshold_objective == "balanced":
             # Checked before training, not when calibrating after it.
             validation = splits["validation"]
-            out_of_scope = validation.answers == index[oos]
+            out_of_scope = validation.answers == index.get(oos, HANDOFF_ONLY)
             if not out_of_scope.any() or out_of_scope.all():
                 raise DataError(validation.source, f"qa.threshold_objective=balanced needs "
                                 f"both in-scope and '{oos}' questions in validation")
@@ -188,6 +215,7 @@ class QATask(Task, Calibrated, ClassLogits):
     def dataset(self, examples: Examples, packer, batch_size: int,
                 training: bool) -> tf.data.Dataset:
         d = self.config.data
+        examples = in_scope(examples)  # hand-off-only questions have no class to learn
         if not self.retrieval:
             return text_dataset(examples.questions, examples.answers, packer, batch_size,
                                 training=training, seed=self.config.seed,
@@ -293,6 +321,7 @@ class QATask(Task, Calibrated, ClassLogits):
     def bank_logs(self, model, validation: Examples, packer) -> dict:
         """Whole-bank validation metrics as epoch-log entries (val_top1_accuracy,
         val_recall_at_K, val_mrr)."""
+        validation = in_scope(validation)
         scores = self.bank_scores(model, validation.questions, packer)
         metrics = ranking_metrics(scores, validation.answers, self.params.recall_ks)
         logs = {"val_top1_accuracy": metrics["top1_accuracy"], "val_mrr": metrics["mrr"]}
@@ -329,9 +358,7 @@ class QATask(Task, Calibrated, ClassLogits):
     def calibrate(self, model, validation: Examples, packer) -> dict:
         scores = self.bank_scores(model, validation.questions, packer)
         p = self.params
-        oos = (self.bank.index()[p.out_of_scope_label]
-               if p.out_of_scope_label is not None and p.threshold_objective != "precision"
-               else None)
+        oos = self._oos_index() if p.threshold_objective != "precision" else None
         result = calibrate_handoff(scores, validation.answers, oos, p.target_precision)
         return {**result, "calibrated_on": validation.source}
 
@@ -343,15 +370,16 @@ class QATask(Task, Calibrated, ClassLogits):
             return {}
         scores = self.bank_scores(model, examples.questions, packer)
         top, correct = scores.max(axis=1), scores.argmax(axis=1) == examples.answers
-        out = {"ranking": ranking_metrics(scores, examples.answers, self.params.recall_ks),
+        known = examples.answers != HANDOFF_ONLY  # ranked: questions that have an answer
+        out = {"ranking": ranking_metrics(scores[known], examples.answers[known],
+                                          self.params.recall_ks),
                "tradeoff": tradeoff_table(top, correct)}
         if self.calibration is not None:
             out["handoff"] = precision_coverage(top, correct, self.calibration["threshold"])
         if self.params.out_of_scope_label:
             threshold = self.calibration["threshold"] if self.calibration else 0.0
-            out["out_of_scope"] = out_of_scope_metrics(
-                scores, examples.answers, self.bank.index()[self.params.out_of_scope_label],
-                threshold)
+            out["out_of_scope"] = out_of_scope_metrics(scores, examples.answers,
+                                                       self._oos_index(), threshold)
         return out
 
     def format_metrics(self, metrics: dict) -> str:
