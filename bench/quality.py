@@ -28,64 +28,29 @@ trains on everything; `smoke` (tiny backbone, a few rows) only proves the harnes
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
-import json
 import random
 import statistics
-import subprocess
 import sys
 import time
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
+from bench.dev_suite import BEGIN as DEV_BEGIN
+from bench.dev_suite import DEV_SUITES, run_dev
+from bench.dev_suite import END as DEV_END
+from bench.dev_suite import HEADING as DEV_HEADING
+from bench.quality_io import machine, read_csv, sample_by, train_cli, write_csv
 from bench.quality_recipes import DATASETS, RECIPES, SPEED_ROWS, SUITES, Suite, shipped_settings
 from bench.quality_report import markdown
 from bench.results_file import section, write_json, write_text
-from tfapp.core import run_layout as layout
 
 REPO = Path(__file__).resolve().parents[1]
 # QUALITY.md's recommendation section, written by bench.recommend_quality.
 RECOMMEND_BEGIN, RECOMMEND_END = "<!-- recommend:begin -->", "<!-- recommend:end -->"
 RECOMMEND_HEADING = "## Recommendation on a real interaction log (MovieLens)"
 DEFAULT_DATA = REPO.parent / "shared" / "data"
-
-
-def read_csv(path: Path) -> list[dict]:
-    with open(path, encoding="utf-8", newline="") as f:
-        return list(csv.DictReader(f))
-
-
-def write_csv(path: Path, rows: list[dict]) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", encoding="utf-8", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return path
-
-
-def sample_by(rows: list[dict], key: str, per_key: int | None, total: int | None,
-              seed: int = 0, keep_all: tuple = ()) -> list[dict]:
-    """A seeded sample: `per_key` rows of each value of `key` (every row of the values in
-    `keep_all`), or `total` rows stratified by it; everything when both are None. The same
-    sample for every recipe and seed."""
-    if per_key is None and total is None:
-        return rows
-    groups = defaultdict(list)
-    for row in rows:
-        groups[row[key]].append(row)
-    rng = random.Random(seed)
-    out = []
-    for value in sorted(groups):
-        group = groups[value]
-        n = per_key if per_key is not None else max(1, round(total * len(group) / len(rows)))
-        n = len(group) if value in keep_all else n
-        out += rng.sample(group, min(n, len(group)))
-    rng.shuffle(out)
-    return out
 
 
 def prepare(data: Path, suite: Suite, work: Path) -> dict:
@@ -204,20 +169,6 @@ def seconds_to_best_epoch(history: dict, train_examples: int, soup: dict | None 
     return {"best_epoch": best + 1, "seconds_to_best": round(sum(epoch_seconds[:best + 1]), 1)}
 
 
-def train_cli(args: list[str], sets: list[str], run_dir: Path, what: str) -> tuple[dict, float]:
-    """`python -m tfapp.train ARGS --set ... --run-dir RUN` as a user runs it; returns
-    (its metrics.json, wall seconds of the whole command)."""
-    command = [sys.executable, "-m", "tfapp.train", *args, "--run-dir", str(run_dir)]
-    for s in sets:
-        command += ["--set", s]
-    start = time.perf_counter()
-    result = subprocess.run(command, cwd=REPO, capture_output=True, text=True)
-    if result.returncode:
-        raise SystemExit(f"{what} failed:\n{result.stderr[-3000:]}")
-    metrics = json.loads((run_dir / layout.METRICS_FILE).read_text())
-    return metrics, round(time.perf_counter() - start, 1)
-
-
 def run_reference(dataset: str, files: dict, seed: int, suite: Suite,
                   trained: dict | None = None) -> dict:
     """The reference recipe on one data set and seed. `trained` carries the intent-mode
@@ -275,16 +226,12 @@ def summarise(runs: list[dict]) -> dict:
     return out
 
 
-def machine() -> dict:
-    from bench.machine import describe
-
-    return describe()
-
-
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.quality", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--suite", choices=sorted(SUITES), default="quick")
+    parser.add_argument("--suite", choices=sorted([*SUITES, *DEV_SUITES]), default="quick",
+                        help="dev, dev_quick, dev_smoke: the development suite over every "
+                             "sentiment and intent set (bench/dev_suite.py)")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--first-seed", type=int, default=1, help="seeds FIRST..FIRST+N-1, "
                         "so seeds can run side by side and join with bench.quality_merge")
@@ -298,6 +245,14 @@ def main(argv=None) -> None:
     parser.add_argument("--work", default=str(REPO / "bench" / "results" / "quality"),
                         help="sampled data and run directories")
     args = parser.parse_args(argv)
+    if args.suite in DEV_SUITES:
+        recipes = args.recipes.split(",") if args.recipes else ["reference", "default"]
+        unknown = [r for r in recipes if r != "reference" and r not in RECIPES]
+        if unknown or args.seeds < 1 or args.first_seed < 1:
+            raise SystemExit(f"error: unknown recipe '{unknown[0]}'" if unknown
+                             else "error: --seeds and --first-seed must be >= 1")
+        return run_dev(args, recipes, list(range(args.first_seed,
+                                                 args.first_seed + args.seeds)))
     suite = SUITES[args.suite]
     datasets = args.datasets.split(",") if args.datasets else list(suite.datasets)
     unknown_sets = [d for d in datasets if d not in DATASETS]
@@ -352,8 +307,10 @@ def main(argv=None) -> None:
     write_json(out / "quality.json", result)
     # The recommendation section (bench.recommend_quality) is another run's: kept as it is.
     kept = section(out / "QUALITY.md", RECOMMEND_BEGIN, RECOMMEND_END)
+    dev = section(out / "QUALITY.md", DEV_BEGIN, DEV_END)  # bench.dev_suite's, kept too
     write_text(out / "QUALITY.md", markdown(result) + (
-        f"\n{RECOMMEND_HEADING}\n\n{kept}\n" if kept else ""))
+        f"\n{RECOMMEND_HEADING}\n\n{kept}\n" if kept else "") + (
+        f"\n{DEV_HEADING}\n\n{dev}\n" if dev else ""))
     print(markdown(result))
     print(f"[quality] wrote {out / 'QUALITY.md'} and {out / 'quality.json'} "
           f"in {result['wall_seconds']:.0f} s", flush=True)

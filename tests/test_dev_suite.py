@@ -1,0 +1,82 @@
+"""bench.quality's development suite: paired differences with t-intervals per set, pooled
+per family with a bootstrap over sets and seeds, and the harness end to end on generated
+stand-ins for the real sets (tiny backbone; no quality asserts)."""
+import json
+import math
+import random
+
+import pytest
+
+from conftest import REPO, run_cli, write_csv
+
+
+def test_paired_difference_and_its_t_interval():
+    from bench.paired_stats import paired
+
+    d = paired([80.0, 82.0, 84.0], [79.0, 80.0, 81.0])
+    assert d["diffs"] == [1.0, 2.0, 3.0] and d["mean"] == pytest.approx(2.0)
+    # t(0.975, 2) = 4.303: half width 4.303 * 1 / sqrt(3)
+    assert d["high"] - d["mean"] == pytest.approx(4.3027 / math.sqrt(3), rel=1e-3)
+    assert math.isnan(paired([1.0], [0.5])["low"])
+    with pytest.raises(ValueError):
+        paired([1.0, 2.0], [1.0])
+
+
+def test_pooled_mean_of_set_means_with_a_bootstrap_interval():
+    from bench.paired_stats import pooled
+
+    p = pooled([[1.0, 1.0, 1.0], [3.0, 3.0, 3.0]], resamples=2000)
+    assert p["mean"] == pytest.approx(2.0) and p["sets"] == 2
+    assert 1.0 <= p["low"] <= 2.0 <= p["high"] <= 3.0
+    same = pooled([[2.0, 2.0], [2.0, 2.0]], resamples=200)
+    assert same["low"] == same["high"] == pytest.approx(2.0)
+
+
+def fake_data(root):
+    """Generated keyword-labelled stand-ins with the real sets' folders and columns."""
+    from bench.dev_suite import DEV_SETS
+
+    rng = random.Random(0)
+    words = {"negative": "fell", "neutral": "held", "positive": "rose",
+             "book": "flight", "cancel": "refund", "weather": "rain"}
+    for name, (family, folder, label, oos) in DEV_SETS.items():
+        classes = (["negative", "neutral", "positive"] if family == "sentiment"
+                   else ["book", "cancel", "weather"])
+        splits = ("train", "validation") if folder == "tfns" else ("train", "validation",
+                                                                    "test")
+        for split in splits:
+            rows = [{"text": f"{rng.choice(['we', 'it', 'they'])} {words[c]} {i}", label: c}
+                    for c in classes for i in range(20 if split == "train" else 6)]
+            if oos and split != "train":
+                rows += [{"text": f"hello there {i}", label: oos} for i in range(4)]
+            (root / folder).mkdir(parents=True, exist_ok=True)
+            write_csv(root / folder / f"{split}.csv", rows)
+    return root
+
+
+@pytest.mark.integration  # 8 tiny training runs (~2 minutes)
+def test_dev_suite_end_to_end_on_generated_sets(tmp_path):
+    data = fake_data(tmp_path / "data")
+    out = tmp_path / "out"
+    result = run_cli("bench.quality", "--suite", "dev_smoke", "--seeds", 2, "--data", data,
+                     "--datasets", "tfns,hint3_curekart", "--out", out,
+                     "--work", tmp_path / "work")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    report = json.loads((out / "quality_dev.json").read_text())
+    assert set(report["sets"]) == {"tfns", "hint3_curekart"}
+    assert report["sets"]["tfns"]["sizes"]["test"] == 18  # TFNS: its validation file
+    hint3 = report["sets"]["hint3_curekart"]
+    assert len(hint3["runs"]["default"]) == 2 and "out_of_scope_recall" in hint3["runs"][
+        "default"][0]
+    assert len(hint3["paired"]["default"]["diffs"]) == 2
+    assert set(report["pooled"]) == {"sentiment", "intents"}
+    table = (out / "QUALITY.md").read_text()
+    assert "## Development suite" in table and "| intents | default |" in table
+
+
+def test_dev_suite_refuses_unknown_sets_before_any_work(tmp_path):
+    result = run_cli("bench.quality", "--suite", "dev_smoke", "--datasets", "nope",
+                     "--data", tmp_path, "--out", tmp_path / "out", "--work", tmp_path / "w")
+    assert result.returncode != 0 and "unknown data set 'nope'" in result.stderr
+    assert not (tmp_path / "out").exists()
+    assert REPO.is_dir()
