@@ -59,3 +59,11 @@ def test_the_readme_is_short_and_links_every_docs_page():
     assert len(readme.splitlines()) <= 250
     for page in PAGES:
         assert f"(docs/{page.name})" in readme, page.name
+
+
+def test_the_layout_page_names_every_module():
+    page = (REPO / "docs" / "layout.md").read_text(encoding="utf-8")
+    missing = sorted({p.stem for root in ("tfapp", "tasks") for p in (REPO / root).rglob("*.py")
+                      if p.stem != "__init__" and "samples" not in p.parts
+                      and p.stem not in page})
+    assert missing == []
