@@ -92,7 +92,7 @@ def test_ema_run_end_to_end(tmp_path):
     result = run_cli("tfapp.train", "--task", "sentiment", "--backbone", "tiny", "--epochs", 2,
                      "--set", "levers.ema.momentum=0.9", "--run-dir", run_dir)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "ema_momentum: 0.9" in result.stdout
+    assert "ema:\n    momentum: 0.9" in result.stdout
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert len(metrics["history"]["val_loss"]) == 2
     assert (run_dir / "export" / "sentiment" / "1" / "saved_model.pb").is_file()

@@ -155,7 +155,8 @@ def test_weight_soup_run_end_to_end(tmp_path):
     result = run_cli("tfapp.train", "--task", "sentiment", "--backbone", "tiny", "--epochs", 3,
                      "--set", "levers.weight_soup.enabled=true", "--run-dir", run_dir)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "weight_soup: true" in result.stdout and "weight soup: epochs" in result.stdout
+    assert "weight_soup:\n    enabled: true" in result.stdout
+    assert "weight soup: epochs" in result.stdout
     metrics = json.loads((run_dir / "metrics.json").read_text())
     soup = metrics["weight_soup"]
     history = metrics["history"]["val_sentiment_macro_f1"]
