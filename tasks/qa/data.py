@@ -8,6 +8,7 @@ from typing import Optional
 import numpy as np
 
 from tasks.qa.ranking import DEFAULT_KS
+from tfapp.core.errors import DataError
 from tfapp.core.task_contract import Examples as BaseExamples
 
 
@@ -78,3 +79,44 @@ def in_scope(examples: Examples) -> Examples:
     """The examples whose answer is a class or bank entry (no HANDOFF_ONLY questions)."""
     keep = np.flatnonzero(examples.answers != HANDOFF_ONLY)
     return examples if len(keep) == len(examples) else examples.subset(keep, examples.source)
+
+
+NEGATIVE_SEPARATOR = "|"
+
+
+def read_examples(path, rows, p: QAConfig, index: dict[str, int], known: str,
+                  handoff_only: bool = False) -> Examples:
+    """Validated examples from `rows` (row number, values): every answer and hard negative
+    must be in `index` (`known` names it in errors); with `handoff_only`, questions labelled
+    qa.out_of_scope_label get HANDOFF_ONLY."""
+    questions, answers, negatives = [], np.empty(len(rows), np.int32), []
+    for k, (row, values) in enumerate(rows):
+        question = values[p.question_column]
+        if not question.strip():
+            raise DataError(path, "empty question", row, p.question_column)
+        answer_id = values[p.answer_id_column].strip()
+        if handoff_only and answer_id == p.out_of_scope_label:
+            questions.append(question)
+            answers[k] = HANDOFF_ONLY
+            negatives.append([])
+            continue
+        if answer_id not in index:
+            raise DataError(path, f"answer id '{answer_id}' is not in {known}", row,
+                            p.answer_id_column)
+        negs = []
+        if p.hard_negatives_column:
+            for neg in values[p.hard_negatives_column].split(NEGATIVE_SEPARATOR):
+                neg = neg.strip()
+                if not neg:
+                    continue
+                if neg not in index:
+                    raise DataError(path, f"hard negative '{neg}' is not in {known}", row,
+                                    p.hard_negatives_column)
+                if neg == answer_id:
+                    raise DataError(path, f"hard negative '{neg}' is the question's own "
+                                          f"answer", row, p.hard_negatives_column)
+                negs.append(index[neg])
+        questions.append(question)
+        answers[k] = index[answer_id]
+        negatives.append(negs)
+    return Examples(questions, answers, negatives, str(path))

@@ -27,7 +27,7 @@ from tasks.qa.answer_bank import (
     example_inputs,
     read_answer_bank,
 )
-from tasks.qa.data import HANDOFF_ONLY, Examples, QAConfig, in_scope
+from tasks.qa.data import HANDOFF_ONLY, Examples, QAConfig, in_scope, read_examples
 from tasks.qa.model import BankProjector, DualEncoder, KerasTextEncoder
 from tasks.qa.ranking import (
     calibrate_handoff,
@@ -50,7 +50,6 @@ from tfapp.core.task_contract import SPLITS, Calibrated, ClassLogits, Task, regi
 from tfapp.core.windows import predict_texts
 
 SAMPLES = Path(__file__).parents[1] / "samples"
-NEGATIVE_SEPARATOR = "|"
 
 
 @register
@@ -113,39 +112,8 @@ class QATask(Task, Calibrated, ClassLogits):
 
     def _examples(self, path, rows, index: dict[str, int], known: str,
                   evaluation: bool = True) -> Examples:
-        p = self.params
-        handoff_only = evaluation and self._handoff_only(index)
-        questions, answers, negatives = [], np.empty(len(rows), np.int32), []
-        for k, (row, values) in enumerate(rows):
-            question = values[p.question_column]
-            if not question.strip():
-                raise DataError(path, "empty question", row, p.question_column)
-            answer_id = values[p.answer_id_column].strip()
-            if handoff_only and answer_id == p.out_of_scope_label:
-                questions.append(question)
-                answers[k] = HANDOFF_ONLY
-                negatives.append([])
-                continue
-            if answer_id not in index:
-                raise DataError(path, f"answer id '{answer_id}' is not in {known}", row,
-                                p.answer_id_column)
-            negs = []
-            if p.hard_negatives_column:
-                for neg in values[p.hard_negatives_column].split(NEGATIVE_SEPARATOR):
-                    neg = neg.strip()
-                    if not neg:
-                        continue
-                    if neg not in index:
-                        raise DataError(path, f"hard negative '{neg}' is not in {known}", row,
-                                        p.hard_negatives_column)
-                    if neg == answer_id:
-                        raise DataError(path, f"hard negative '{neg}' is the question's own "
-                                              f"answer", row, p.hard_negatives_column)
-                    negs.append(index[neg])
-            questions.append(question)
-            answers[k] = index[answer_id]
-            negatives.append(negs)
-        return Examples(questions, answers, negatives, str(path))
+        return read_examples(path, rows, self.params, index, known,
+                             handoff_only=evaluation and self._handoff_only(index))
 
     def _resolve_bank(self, train_rows) -> tuple[dict[str, int], str]:
         """Sets self.bank (the candidates answers are ranked against) and, in intent mode,
