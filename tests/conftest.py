@@ -137,3 +137,14 @@ def serve_fresh(export, questions) -> dict:
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(autouse=True)
+def _reset_dtype_policy():
+    """A test that trains in process may set Keras' global dtype policy (precision auto
+    picks mixed_bfloat16 on CPUs with bf16): later tests in the same worker start from
+    float32 again."""
+    yield
+    keras = sys.modules.get("keras")
+    if keras is not None:
+        keras.mixed_precision.set_global_policy("float32")
