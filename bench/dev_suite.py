@@ -245,13 +245,23 @@ def run_dev(args, recipes: list[str], seeds: list[int]) -> None:
                     f"{k} {v:.4f}" for k, v in run.items()), flush=True)
                 block["runs"][recipe].append(run)
         result["sets"][name] = block
+        # Written after every set: a long run that is stopped keeps the sets it finished.
+        publish(result, Path(args.out), started, complete=len(result["sets"]) == len(names))
+    print(markdown(result))
+    print(f"[dev] wrote {Path(args.out) / 'QUALITY.md'} and "
+          f"{Path(args.out) / 'quality_dev.json'} in {result['wall_seconds']:.0f} s", flush=True)
+
+
+def publish(result: dict, out: Path, started: float, complete: bool) -> None:
+    """The paired comparison of the sets finished so far, as quality_dev.json and the
+    development section of QUALITY.md (marked partial until every set is done)."""
     result["wall_seconds"] = round(time.perf_counter() - started, 1)
+    result["complete"] = complete
     compare(result)
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "quality_dev.json", result)
     table = markdown(result)
+    if not complete:
+        table = (f"**Partial: {len(result['sets'])} set(s) finished "
+                 f"({', '.join(result['sets'])}).**\n\n" + table)
     replace_section(out / "QUALITY.md", BEGIN, END, f"{BEGIN}\n{table}\n{END}", HEADING)
-    print(table)
-    print(f"[dev] wrote {out / 'QUALITY.md'} and {out / 'quality_dev.json'} in "
-          f"{result['wall_seconds']:.0f} s", flush=True)

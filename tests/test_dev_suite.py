@@ -63,7 +63,7 @@ def test_dev_suite_end_to_end_on_generated_sets(tmp_path):
                      "--work", tmp_path / "work")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     report = json.loads((out / "quality_dev.json").read_text())
-    assert set(report["sets"]) == {"tfns", "hint3_curekart"}
+    assert set(report["sets"]) == {"tfns", "hint3_curekart"} and report["complete"]
     assert report["sets"]["tfns"]["sizes"]["test"] == 18  # TFNS: its validation file
     hint3 = report["sets"]["hint3_curekart"]
     assert len(hint3["runs"]["default"]) == 2 and "out_of_scope_recall" in hint3["runs"][
@@ -80,3 +80,25 @@ def test_dev_suite_refuses_unknown_sets_before_any_work(tmp_path):
     assert result.returncode != 0 and "unknown data set 'nope'" in result.stderr
     assert not (tmp_path / "out").exists()
     assert REPO.is_dir()
+
+
+def test_a_stopped_run_keeps_the_sets_it_finished(tmp_path):
+    import time
+
+    from bench.dev_suite import publish
+
+    runs = {"reference": [{"macro_f1": 0.5, "accuracy": 0.6, "seconds": 1.0},
+                          {"macro_f1": 0.52, "accuracy": 0.61, "seconds": 1.0}],
+            "default": [{"macro_f1": 0.55, "accuracy": 0.63, "seconds": 2.0},
+                        {"macro_f1": 0.56, "accuracy": 0.64, "seconds": 2.0}]}
+    result = {"command": "python -m bench.quality --suite dev", "date": "d", "seeds": [1, 2],
+              "machine": {"cpu": "x", "cores": 2},
+              "sets": {"tfns": {"family": "sentiment", "runs": runs,
+                                "sizes": {"train": 1, "validation": 1, "test": 1}}}}
+    publish(result, tmp_path, time.perf_counter(), complete=False)
+    saved = json.loads((tmp_path / "quality_dev.json").read_text())
+    assert saved["complete"] is False
+    assert saved["sets"]["tfns"]["paired"]["default"]["mean"] == pytest.approx(4.5)
+    table = (tmp_path / "QUALITY.md").read_text()
+    assert "**Partial: 1 set(s) finished (tfns).**" in table
+    assert "| sentiment | default | +4.50" in table
