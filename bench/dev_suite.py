@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.paired_stats import paired, pooled
-from bench.quality_io import machine, read_csv, sample_by, train_cli, write_csv
+from bench.quality_io import machine, read_csv, sample_by, train_recipe, write_csv
 from bench.quality_recipes import RECIPES, shipped_settings
 from bench.results_file import replace_section, write_json
 
@@ -114,12 +114,9 @@ def tfapp_headline(family: str, test: dict) -> dict:
 def run_tfapp_dev(name: str, files: dict, recipe: str, seed: int, suite: DevSuite,
                   work: Path) -> dict:
     task, sets = tfapp_sets(name, files)
-    sets += RECIPES[recipe] + [f"seed={seed}", "export.enabled=false"]
-    if suite.epochs:
-        sets.append(f"trainer.epochs={suite.epochs}")
-    run_dir = work / "runs" / name / recipe / f"seed{seed}"
-    metrics, seconds = train_cli(["--task", task, "--backbone", suite.backbone], sets,
-                                 run_dir, f"{name}/{recipe}/seed {seed}")
+    metrics, seconds = train_recipe(task, sets, RECIPES[recipe], seed, suite.backbone,
+                                    suite.epochs, work / "runs" / name / recipe / f"seed{seed}",
+                                    f"{name}/{recipe}/seed {seed}")
     return {**tfapp_headline(DEV_SETS[name][0], metrics["test"]), "seconds": seconds}
 
 

@@ -41,7 +41,7 @@ from bench.dev_suite import BEGIN as DEV_BEGIN
 from bench.dev_suite import DEV_SUITES, run_dev
 from bench.dev_suite import END as DEV_END
 from bench.dev_suite import HEADING as DEV_HEADING
-from bench.quality_io import machine, read_csv, sample_by, train_cli, write_csv
+from bench.quality_io import machine, read_csv, sample_by, train_recipe, write_csv
 from bench.quality_recipes import DATASETS, RECIPES, SPEED_ROWS, SUITES, Suite, shipped_settings
 from bench.quality_report import markdown
 from bench.results_file import section, write_json, write_text
@@ -138,12 +138,10 @@ def headline(dataset: str, test: dict) -> dict:
 def run_tfapp(dataset: str, files: dict, recipe: str, seed: int, suite: Suite,
               work: Path) -> dict:
     task, sets = tfapp_overrides(dataset, files)
-    sets += RECIPES[recipe] + [f"seed={seed}", "export.enabled=false"]
-    if suite.epochs:
-        sets.append(f"trainer.epochs={suite.epochs}")
-    run_dir = work / "runs" / dataset / recipe / f"seed{seed}"
-    metrics, seconds = train_cli(["--task", task, "--backbone", suite.backbone], sets,
-                                 run_dir, f"{dataset}/{recipe}/seed {seed}")
+    metrics, seconds = train_recipe(task, sets, RECIPES[recipe], seed, suite.backbone,
+                                    suite.epochs,
+                                    work / "runs" / dataset / recipe / f"seed{seed}",
+                                    f"{dataset}/{recipe}/seed {seed}")
     history = metrics["history"]
     epochs = len(next(iter(history.values())))
     out = {**headline(dataset, metrics["test"]), "seconds": seconds, "epochs_run": epochs}

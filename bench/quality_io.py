@@ -69,3 +69,13 @@ def machine() -> dict:
     from bench.machine import describe
 
     return describe()
+
+
+def train_recipe(task: str, sets: list[str], recipe_sets: list[str], seed: int,
+                 backbone: str, epochs: int | None, run_dir: Path, what: str):
+    """One recipe of a quality benchmark: `tfapp.train` on the data set's overrides plus the
+    recipe's, with the seed, no export and the suite's epochs; (metrics.json, seconds)."""
+    sets = [*sets, *recipe_sets, f"seed={seed}", "export.enabled=false"]
+    if epochs:
+        sets.append(f"trainer.epochs={epochs}")
+    return train_cli(["--task", task, "--backbone", backbone], sets, run_dir, what)
