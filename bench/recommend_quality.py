@@ -25,7 +25,7 @@ from bench.machine import label
 from bench.quality import RECOMMEND_BEGIN as BEGIN
 from bench.quality import RECOMMEND_END as END
 from bench.quality import RECOMMEND_HEADING as HEADING
-from bench.quality import train_cli
+from bench.quality_io import train_cli
 from bench.results_file import replace_section, write_json
 
 REPO = Path(__file__).resolve().parents[1]
