@@ -223,6 +223,9 @@ FRAMEWORK_SECTIONS = {
     "export": ExportConfig,
     "run": RunConfig,
 }
+# The sections in the order a config is written (levers: tfapp.core.lever's plugins).
+SECTION_ORDER = ("runtime", "optimizer", "trainer", "levers", "data", "backbone", "export",
+                 "run")
 # Where each key of the old flat `train:` section lives now (levers declare their own).
 TRAIN_KEYS_MOVED = {
     **{f.name: "runtime" for f in dataclasses.fields(RuntimeConfig)},
@@ -260,7 +263,7 @@ class Config:
 
     def to_dict(self) -> dict:
         out = {"task": self.task, "seed": self.seed}
-        for name in ("runtime", "optimizer", "trainer", "levers", *list(FRAMEWORK_SECTIONS)[3:]):
+        for name in SECTION_ORDER:
             out[name] = dataclasses.asdict(getattr(self, name))
         out[self.task] = dataclasses.asdict(self.params) if self.params is not None else {}
         return out
@@ -339,7 +342,7 @@ def build_config(raw: dict, task_config_cls, source: str = "config") -> Config:
         setattr(cfg, name, build_dataclass(cls, raw.pop(name, None), f"{source}: {name}"))
     cfg.params = build_dataclass(task_config_cls, raw.pop(task, None), f"{source}: {task}")
     if raw:
-        known = ["task", "seed", *FRAMEWORK_SECTIONS, "levers", task]
+        known = ["task", "seed", *SECTION_ORDER, task]
         raise ConfigError(
             f"{source}: unknown key '{next(iter(raw))}' (known: {', '.join(known)})")
     found = cfg.problems()
