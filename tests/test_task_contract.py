@@ -39,8 +39,9 @@ def test_every_task_implements_the_abstract_core_and_declares_its_capabilities()
         assert issubclass(cls, Task) and cls.name == name
         assert not getattr(cls, "__abstractmethods__", None), name
         assert dataclasses.is_dataclass(cls.Config)
-    assert capabilities(get_task("qa")) == ["Calibrated", "ClassLogits"]
-    assert capabilities(get_task("sentiment")) == ["Refittable", "ClassLogits"]
+    assert capabilities(get_task("qa")) == ["Calibrated", "ClassLogits", "Transferable"]
+    assert capabilities(get_task("sentiment")) == ["Refittable", "ClassLogits",
+                                                   "Transferable"]
 
 
 def test_a_task_missing_part_of_the_core_cannot_be_made():

@@ -46,14 +46,21 @@ from tfapp.core.errors import ConfigError, DataError
 from tfapp.core.log import say
 from tfapp.core.losses import sparse_classification_loss
 from tfapp.core.task_callbacks import EpochMetrics
-from tfapp.core.task_contract import SPLITS, Calibrated, ClassLogits, Task, register
+from tfapp.core.task_contract import (
+    SPLITS,
+    Calibrated,
+    ClassLogits,
+    Task,
+    Transferable,
+    register,
+)
 from tfapp.core.windows import predict_texts
 
 SAMPLES = Path(__file__).parents[1] / "samples"
 
 
 @register
-class QATask(Task, Calibrated, ClassLogits):
+class QATask(Task, Calibrated, ClassLogits, Transferable):
     name = "qa"
     Config = QAConfig
 
@@ -266,15 +273,39 @@ class QATask(Task, Calibrated, ClassLogits):
         """The text -> {embedding[, intent]} model inside a training model."""
         if self.retrieval:
             return model.encoder
-        return keras.Model(model.input, {
-            "intent": model.output,
-            "embedding": keras.layers.UnitNormalization(name="embedding", dtype="float32")(
-                model.get_layer("head_dropout").output)}, name="qa_intent_encoder")
+        return keras.Model(model.input, {"intent": model.output,
+                                          "embedding": self._intent_embedding(model)},
+                           name="qa_intent_encoder")
+
+    @staticmethod
+    def _intent_embedding(model: keras.Model):
+        """The unit-length question embedding under the intent head; for a model that
+        averages several intent models (levers.ensemble), the unit-length mean of theirs."""
+        if "head_dropout" in [layer.name for layer in model.layers]:
+            return keras.layers.UnitNormalization(name="embedding", dtype="float32")(
+                model.get_layer("head_dropout").output)
+        inner = [layer for layer in model.layers if isinstance(layer, keras.Model)]
+        parts = [keras.Model(m.input, keras.layers.UnitNormalization(dtype="float32")(
+            m.get_layer("head_dropout").output))(model.input) for m in inner]
+        return keras.layers.UnitNormalization(name="embedding", dtype="float32")(
+            keras.layers.Average(dtype="float32")(parts))
 
     def compile_args(self) -> dict:
         name = "in_batch_accuracy" if self.retrieval else "accuracy"
         return {"loss": sparse_classification_loss(self.config.trainer.label_smoothing),
                 "metrics": [keras.metrics.SparseCategoricalAccuracy(name=name)]}
+
+    def transfer_columns(self) -> tuple[str, str]:
+        return self.params.question_column, self.params.answer_id_column
+
+    def for_intermediate(self, section) -> None:
+        # An intent classifier on the file's intents (out-of-scope rows, if any, are one);
+        # a retrieval run keeps only the backbone it tuned.
+        section.intents = section.out_of_scope_label = section.hard_negatives_column = None
+        section.mode, section.answers_file = "intent", None
+
+    def class_labels(self) -> Optional[list[str]]:
+        return None if self.retrieval or self.bank is None else list(self.bank.ids)
 
     def consistency_outputs(self) -> list:
         return [] if self.retrieval else [None]  # in-batch softmax: no fixed classes

@@ -24,6 +24,7 @@ from tfapp.core.task_contract import (
     ClassLogits,
     Refittable,
     Task,
+    Transferable,
     model_serving_root,
     register,
 )
@@ -78,7 +79,7 @@ class Examples(BaseExamples):
 
 
 @register
-class SentimentTask(Task, Refittable, ClassLogits):
+class SentimentTask(Task, Refittable, ClassLogits, Transferable):
     name = "sentiment"
     Config = SentimentConfig
 
@@ -233,6 +234,17 @@ class SentimentTask(Task, Refittable, ClassLogits):
 
     def consistency_outputs(self) -> list:
         return self._heads()
+
+    # --- intermediate-task transfer ---------------------------------------------------
+    def transfer_columns(self) -> tuple[str, str]:
+        return self.params.text_column, self.params.label_column
+
+    def for_intermediate(self, section) -> None:
+        section.labels = None
+        section.topic_column = section.topic_labels = section.class_weights = None
+
+    def class_labels(self) -> Optional[list[str]]:
+        return list(self.params.labels) if self.params.labels else None
 
     def monitor(self) -> tuple[str, str]:
         return "val_" + self._key("sentiment", "macro_f1"), "max"

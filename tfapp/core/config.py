@@ -303,7 +303,14 @@ def upgrade_raw(raw: dict) -> dict:
         else:
             known = sorted([*TRAIN_KEYS_MOVED, *lever_keys])
             raise ConfigError(f"train: unknown key '{key}' (known: {', '.join(known)})")
-        if isinstance(section, dict):
+        if not isinstance(section, dict):
+            continue
+        if new_key is None:  # the old key held the whole section (train.intermediate: {...})
+            if not isinstance(value, dict):
+                raise ConfigError(f"train.{key}: expected a mapping, got {value!r}")
+            for k, v in value.items():
+                section.setdefault(k, v)
+        else:
             section.setdefault(new_key, value)
     return raw
 

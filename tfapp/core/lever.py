@@ -16,13 +16,15 @@ TrainingRun: config, run context, task, splits, models, datasets, monitor, recor
   callbacks(run)                         {"before_task" | "after_summary": [callbacks]}
   after_fit(run)                         act on the fitted run; returns a record or None
   model_card_lines(metrics)              lines for the model card
+  model_structure(task)                  when the final model is not the task's model:
+                                         how to build it on a backbone (served copy, restore)
 What `after_fit` returns is stored in metrics.json under the lever's name.
 """
 from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Any, ClassVar, Optional
+from typing import Any, Callable, ClassVar, Optional
 
 LEVER_PACKAGE = "tfapp.levers"
 _REGISTRY: dict[str, type] = {}
@@ -35,8 +37,11 @@ class Lever:
 
     name: ClassVar[str]
     Config: ClassVar[type]
-    # Flat keys of the old `train:` section this lever's keys replace: {old: new}.
-    legacy_train_keys: ClassVar[dict[str, str]] = {}
+    # Flat keys of the old `train:` section this lever's keys replace: {old: new}
+    # (new None: the old key held the whole section as a mapping).
+    legacy_train_keys: ClassVar[dict[str, Optional[str]]] = {}
+    # True: after_fit replaces the run's model (two such levers cannot both run).
+    replaces_model: ClassVar[bool] = False
     # Levers run in this order at every phase (lower first): a refit that reads the
     # soup's epochs must come after the soup.
     order: ClassVar[int] = 50
@@ -79,6 +84,12 @@ class Lever:
     def model_card_lines(self, metrics: dict) -> list[str]:
         return []
 
+    def model_structure(self, task) -> Optional[Callable]:
+        """None, or `build(loaded) -> keras.Model`: the structure of the model this lever
+        leaves as the run's model when it is not `task.build_model`'s (e.g. an ensemble),
+        used for the served-precision copy and by restore_run."""
+        return None
+
 
 def register_lever(cls):
     """Class decorator: makes a Lever available under `levers.<cls.name>`."""
@@ -93,6 +104,16 @@ def lever_classes() -> dict[str, type]:
         if not info.name.startswith("_"):
             importlib.import_module(f"{LEVER_PACKAGE}.{info.name}")
     return dict(sorted(_REGISTRY.items(), key=lambda item: (item[1].order, item[0])))
+
+
+def model_builder(levers: list, task) -> Callable:
+    """How the run's final model is built on a backbone: the first lever's
+    `model_structure`, else the task's own `build_model`."""
+    for lever in levers:
+        build = lever.model_structure(task)
+        if build is not None:
+            return build
+    return task.build_model
 
 
 def active_levers(cfg) -> list[Any]:

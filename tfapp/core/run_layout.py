@@ -13,6 +13,8 @@
       logs/                    TensorBoard: train/, validation/, HParams, task summaries
       export/<task>/<version>/ SavedModels for TF Serving
       tapt/                    task-adaptive pretraining's own run (levers.tapt)
+      members/<name>/logs/     an ensemble member's TensorBoard run (levers.ensemble)
+      intermediate/run/        the intermediate-task fine-tune's own run (levers.intermediate)
       eval/<data stem>[-N]/    `tfapp.evaluate` results (metrics.json)
       export-int8/<task>/<v>/  `tfapp.quantize`'s int8 export, with quantization.json
       pruning.json             what `tfapp.prune` kept (in the pruned run)
@@ -34,6 +36,8 @@ BACKUP_DIR = "backup"
 LOGS_DIR = "logs"
 EXPORT_DIR = "export"
 TAPT_DIR = "tapt"
+MEMBERS_DIR = "members"
+INTERMEDIATE_DIR = "intermediate"
 LOCK_FILE = ".lock"
 EVAL_DIR = "eval"
 INT8_EXPORT_DIR = "export-int8"

@@ -222,6 +222,24 @@ class Refittable(abc.ABC):
         """The training and validation examples as one training set."""
 
 
+class Transferable(abc.ABC):
+    """A task that can fine-tune first on a related labelled file (levers.intermediate)."""
+
+    @abc.abstractmethod
+    def transfer_columns(self) -> tuple[str, str]:
+        """(text column, label column) an intermediate file must have."""
+
+    @abc.abstractmethod
+    def for_intermediate(self, section) -> None:
+        """Resets this task's config section (a copy) for an intermediate file: label lists
+        come from that file; columns it lacks are not read."""
+
+    @abc.abstractmethod
+    def class_labels(self) -> Optional[list[str]]:
+        """The labels of the model's class head, in order, after load_splits (None: no
+        class head)."""
+
+
 class ClassLogits(abc.ABC):
     """A task whose model outputs class logits that R-Drop may regularise."""
 
@@ -234,7 +252,8 @@ class ClassLogits(abc.ABC):
 def capabilities(task) -> list[str]:
     """The optional capabilities `task` (a Task or its class) declares."""
     cls = task if isinstance(task, type) else type(task)
-    return [c.__name__ for c in (Calibrated, Refittable, ClassLogits) if issubclass(cls, c)]
+    return [c.__name__ for c in (Calibrated, Refittable, ClassLogits, Transferable)
+            if issubclass(cls, c)]
 
 
 # Task packages live in this top-level package, one subpackage per task; each registers

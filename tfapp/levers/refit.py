@@ -72,6 +72,7 @@ class Refit(Lever):
     Config = RefitConfig
     legacy_train_keys = {"refit": "enabled"}
     order = 90  # after the levers that choose the epochs (weight soup)
+    replaces_model = True
 
     @property
     def enabled(self) -> bool:

@@ -159,6 +159,7 @@ class WeightSoup(Lever):
     Config = WeightSoupConfig
     legacy_train_keys = {"weight_soup": "enabled"}
     order = 40
+    replaces_model = True
 
     @property
     def enabled(self) -> bool:

@@ -23,7 +23,7 @@ from typing import Any, Callable, Optional
 
 from tfapp.core.backbone import TextPacker
 from tfapp.core.config import Config
-from tfapp.core.lever import CALLBACK_SLOTS, active_levers
+from tfapp.core.lever import CALLBACK_SLOTS, active_levers, model_builder
 from tfapp.core.log import say
 from tfapp.training.inputs import (
     check_export_version,
@@ -114,7 +114,8 @@ class TrainingRun:
                          optimizer_options(self.levers), **self.task.compile_args())
 
     def served(self):
-        return served_model(self.ctx, self.task, self.loaded, self.model)
+        return served_model(self.ctx, self.task, self.loaded, self.model,
+                            model_builder(self.levers, self.task))
 
 
 def run_levers_prepare(cfg: Config, task_cls, run_dir: Optional[str]) -> Optional[str]:

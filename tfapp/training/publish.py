@@ -17,11 +17,12 @@ from tfapp.training.run_context import RunContext
 from tfapp.training.serving_precision import model_to_serve
 
 
-def served_model(ctx: RunContext, task, loaded, model):
+def served_model(ctx: RunContext, task, loaded, model, build=None):
     """What is evaluated, calibrated and exported is what will be served: the trained
-    model, or a copy with the same weights in the export's precision (export.precision)."""
+    model, or a copy with the same weights in the export's precision (export.precision);
+    `build(loaded)` makes the copy's structure when it is not the task's model."""
     served, ctx.export_precision = model_to_serve(task, loaded, model, ctx.precision,
-                                                  ctx.cfg.export)
+                                                  ctx.cfg.export, build)
     return served
 
 

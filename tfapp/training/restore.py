@@ -15,6 +15,7 @@ import keras
 from tfapp.core.backbone import LoadedBackbone, TextPacker, load_backbone, save_preset
 from tfapp.core.config import Config, build_config, read_yaml
 from tfapp.core.errors import ConfigError
+from tfapp.core.lever import active_levers, model_builder
 from tfapp.core.run_layout import (
     BACKBONE_DIR,
     CALIBRATION_FILE,
@@ -79,7 +80,8 @@ class RestoredRun:
                          ).get("precision", "float32")
         if precision == "float32":
             return self.model
-        return policy_copy(self.task, self.loaded, self.model, precision)
+        return policy_copy(self.task, self.loaded, self.model, precision,
+                           model_builder(active_levers(self.cfg), self.task))
 
 
 def restore_run(run_dir: str | Path) -> RestoredRun:
@@ -91,7 +93,7 @@ def restore_run(run_dir: str | Path) -> RestoredRun:
         raise ConfigError(f"{run_path}: no {WEIGHTS_FILE} (did the run finish?)")
     task = task_cls(cfg)
     loaded = run_backbone(cfg, run_path)
-    model = task.build_model(loaded)
+    model = model_builder(active_levers(cfg), task)(loaded)
     try:
         model.load_weights(str(weights))
     except Exception as e:  # h5py / Keras raise many kinds for a damaged file
