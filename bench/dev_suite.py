@@ -42,6 +42,11 @@ DEV_SETS = {
     "rostd": ("intents", "rostd", "intent", "oos"),
 }
 PRIMARY = {"sentiment": "macro_f1", "intents": "in_scope_accuracy"}
+# The `intermediate` recipe's related set, leave-one-out: another sentiment set for each
+# sentiment set, CLINC150 for each intent set (ROSTD for CLINC150 itself).
+INTERMEDIATE_SOURCE = {"tfns": "sentfin", "sentfin": "tfns", "fiqa": "tfns",
+                       "clinc150": "rostd"}
+INTERMEDIATE_DEFAULT = "clinc150"
 BEGIN, END = "<!-- dev:begin -->", "<!-- dev:end -->"
 HEADING = "## Development suite: does a gain carry over?"
 
@@ -53,13 +58,27 @@ class DevSuite:
     validation_rows: int | None
     test_rows: int | None
     epochs: int | None = None  # None: each recipe's own
+    intermediate_rows: int = 1500  # stratified sample of the intermediate set's training file
 
 
 DEV_SUITES = {
     "dev": DevSuite("default", 1500, 500, 1000),
     "dev_quick": DevSuite("default", 240, 200, 300),
-    "dev_smoke": DevSuite("tiny", 60, 30, 30, epochs=1),
+    "dev_smoke": DevSuite("tiny", 60, 30, 30, epochs=1, intermediate_rows=400),
 }
+
+
+def intermediate_file(data: Path, name: str, suite: DevSuite, work: Path) -> Path:
+    """The `intermediate` recipe's file for set `name`: a stratified, seeded sample of its
+    related set's training file (INTERMEDIATE_SOURCE), with the same columns."""
+    source = INTERMEDIATE_SOURCE.get(name, INTERMEDIATE_DEFAULT)
+    out = work / name / f"intermediate_{source}.csv"
+    if not out.is_file():
+        _, folder, label, _ = DEV_SETS[source]
+        rows = sample_by(read_csv(data / folder / "train.csv"), label, None,
+                         suite.intermediate_rows, seed=2)
+        write_csv(out, [{"text": r["text"], label: r[label]} for r in rows])
+    return out
 
 
 def prepare_dev(data: Path, suite: DevSuite, work: Path, names: list[str]) -> dict:
@@ -114,10 +133,20 @@ def tfapp_headline(family: str, test: dict) -> dict:
 def run_tfapp_dev(name: str, files: dict, recipe: str, seed: int, suite: DevSuite,
                   work: Path) -> dict:
     task, sets = tfapp_sets(name, files)
+    family = DEV_SETS[name][0]
+    if recipe == "intermediate":
+        sets.append(f"levers.intermediate.train_file={files['intermediate']}")
     metrics, seconds = train_recipe(task, sets, RECIPES[recipe], seed, suite.backbone,
                                     suite.epochs, work / "runs" / name / recipe / f"seed{seed}",
                                     f"{name}/{recipe}/seed {seed}")
-    return {**tfapp_headline(DEV_SETS[name][0], metrics["test"]), "seconds": seconds}
+    out = {**tfapp_headline(family, metrics["test"]), "seconds": seconds}
+    record = metrics.get("ensemble")
+    if record:  # the same run's first member and K-member ensemble, beside the distilled
+        for candidate in ("single", "ensemble"):
+            out[f"{candidate}_{PRIMARY[family]}"] = tfapp_headline(
+                family, record[candidate]["test"])[PRIMARY[family]]
+        out["member_seconds"] = sum(record["member_seconds"]) + record.get("distill_seconds", 0)
+    return out
 
 
 def run_reference_dev(name: str, files: dict, seed: int, suite: DevSuite) -> dict:
@@ -221,6 +250,10 @@ def run_dev(args, recipes: list[str], seeds: list[int]) -> None:
         recipes = ["reference", *recipes]
     work = Path(args.work)
     files = prepare_dev(Path(args.data), suite, work / "data", names)
+    if "intermediate" in recipes:
+        for name in names:
+            files[name]["intermediate"] = intermediate_file(Path(args.data), name, suite,
+                                                            work / "data")
     result = {"suite": args.suite, "seeds": seeds, "recipes": recipes,
               "overrides": {r: RECIPES[r] for r in recipes if r != "reference"},
               "shipped": shipped_settings(),

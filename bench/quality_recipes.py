@@ -45,6 +45,11 @@ RECIPES = {
     "rdrop": ["levers.rdrop.alpha=1"],
     "rdrop_soup": ["levers.rdrop.alpha=1", "levers.weight_soup.enabled=true"],
     "refit": ["levers.refit.enabled=true"],
+    # Three seeds distilled into one model; the run also reports the first member alone
+    # and the 3-member ensemble (bench.dev_suite).
+    "ensemble": ["levers.ensemble.members=3"],
+    # Fine-tune on a related set first (bench.dev_suite adds the set's file, leave-one-out).
+    "intermediate": ["levers.intermediate.epochs=2"],
 }
 
 

@@ -102,3 +102,19 @@ def test_a_stopped_run_keeps_the_sets_it_finished(tmp_path):
     table = (tmp_path / "QUALITY.md").read_text()
     assert "**Partial: 1 set(s) finished (tfns).**" in table
     assert "| sentiment | default | +4.50" in table
+
+
+def test_the_intermediate_recipe_reads_a_sample_of_another_set_of_the_family(tmp_path):
+    import csv
+
+    from bench.dev_suite import DEV_SUITES, intermediate_file
+
+    data = fake_data(tmp_path / "data")
+    suite = DEV_SUITES["dev_smoke"]
+    for name, source, column in (("tfns", "sentfin", "label"), ("fiqa", "tfns", "label"),
+                                 ("hint3_curekart", "clinc150", "intent"),
+                                 ("clinc150", "rostd", "intent")):
+        path = intermediate_file(data, name, suite, tmp_path / "work")
+        assert path.name == f"intermediate_{source}.csv"
+        rows = list(csv.DictReader(open(path)))
+        assert rows and list(rows[0]) == ["text", column]
