@@ -37,10 +37,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.dev_suite import BEGIN as DEV_BEGIN
 from bench.dev_suite import DEV_SUITES, run_dev
-from bench.dev_suite import END as DEV_END
-from bench.dev_suite import HEADING as DEV_HEADING
+from bench.dev_suite import outputs as dev_outputs
 from bench.quality_io import machine, read_csv, sample_by, train_recipe, write_csv
 from bench.quality_recipes import DATASETS, RECIPES, SPEED_ROWS, SUITES, Suite, shipped_settings
 from bench.quality_report import markdown
@@ -305,10 +303,13 @@ def main(argv=None) -> None:
     write_json(out / "quality.json", result)
     # The recommendation section (bench.recommend_quality) is another run's: kept as it is.
     kept = section(out / "QUALITY.md", RECOMMEND_BEGIN, RECOMMEND_END)
-    dev = section(out / "QUALITY.md", DEV_BEGIN, DEV_END)  # bench.dev_suite's, kept too
+    dev = ""  # bench.dev_suite's sections, one per suite, kept too
+    for suite in DEV_SUITES:
+        begin, end, heading, _ = dev_outputs(suite)
+        text = section(out / "QUALITY.md", begin, end)
+        dev += f"\n{heading}\n\n{text}\n" if text else ""
     write_text(out / "QUALITY.md", markdown(result) + (
-        f"\n{RECOMMEND_HEADING}\n\n{kept}\n" if kept else "") + (
-        f"\n{DEV_HEADING}\n\n{dev}\n" if dev else ""))
+        f"\n{RECOMMEND_HEADING}\n\n{kept}\n" if kept else "") + dev)
     print(markdown(result))
     print(f"[quality] wrote {out / 'QUALITY.md'} and {out / 'quality.json'} "
           f"in {result['wall_seconds']:.0f} s", flush=True)

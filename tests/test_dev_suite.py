@@ -118,3 +118,25 @@ def test_the_intermediate_recipe_reads_a_sample_of_another_set_of_the_family(tmp
         assert path.name == f"intermediate_{source}.csv"
         rows = list(csv.DictReader(open(path)))
         assert rows and list(rows[0]) == ["text", column]
+
+
+def test_each_suite_has_its_own_section_and_raw_results_and_renders_again(tmp_path):
+    from bench.dev_suite import main, render
+
+    runs = {"reference": [{"macro_f1": 0.5, "seconds": 1.0}, {"macro_f1": 0.5, "seconds": 1.0}],
+            "default": [{"macro_f1": 0.6, "seconds": 1.0}, {"macro_f1": 0.62, "seconds": 1.0}]}
+    for suite in ("dev", "dev_quick"):
+        render({"suite": suite, "command": "c", "date": "d", "seeds": [1, 2],
+                "machine": {}, "wall_seconds": 60.0, "complete": True,
+                "sets": {"fiqa": {"family": "sentiment", "runs": runs,
+                                  "sizes": {"train": 1, "validation": 1, "test": 1}}}},
+               tmp_path)
+    text = (tmp_path / "QUALITY.md").read_text()
+    assert "<!-- dev:begin -->" in text and "<!-- dev_quick:begin -->" in text
+    assert "raw results in `quality_dev_quick.json`" in text
+    saved = tmp_path / "quality_dev_quick.json"
+    assert json.loads(saved.read_text())["sets"]["fiqa"]["paired"]["default"]["mean"] == \
+        pytest.approx(11.0)
+    (tmp_path / "again").mkdir()
+    main(["--render", str(saved), "--out", str(tmp_path / "again")])
+    assert "| sentiment | default | +11.00" in (tmp_path / "again" / "QUALITY.md").read_text()

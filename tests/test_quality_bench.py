@@ -36,7 +36,9 @@ def fake_data(root, seed=0):
 def test_smoke_suite_writes_tables_from_the_run(tmp_path):
     fake_data(tmp_path / "data")
     kept = "<!-- recommend:begin -->\nthe recommend table\n<!-- recommend:end -->"
-    (tmp_path / "QUALITY.md").write_text(f"# old tables\n\n## Recommendation\n\n{kept}\n")
+    quick = "<!-- dev_quick:begin -->\nthe quick dev table\n<!-- dev_quick:end -->"
+    (tmp_path / "QUALITY.md").write_text(f"# old tables\n\n## Recommendation\n\n{kept}\n\n"
+                                         f"## Development suite\n\n{quick}\n")
     result = run_cli("bench.quality", "--suite", "smoke", "--seeds", 2, "--recipes",
                      "reference,default", "--data", tmp_path / "data", "--out", tmp_path,
                      "--work", tmp_path / "work", timeout=900)
@@ -56,7 +58,8 @@ def test_smoke_suite_writes_tables_from_the_run(tmp_path):
         assert summary["mean"] == pytest.approx(sum(values) / 2)
     table = (tmp_path / "QUALITY.md").read_text()
     assert "| reference |" in table and "| default |" in table and "seeds 1, 2" in table
-    assert "# old tables" not in table and table.count(kept) == 1  # the other bench's part
+    assert "# old tables" not in table and table.count(kept) == 1  # the other benches' parts
+    assert table.count(quick) == 1
 
 
 def test_missing_data_folder_is_a_one_line_error(tmp_path):
