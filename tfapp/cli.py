@@ -4,7 +4,14 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from tfapp.core.config import Config, apply_overrides, build_config, default_config_path, read_yaml
+from tfapp.core.config import (
+    Config,
+    apply_overrides,
+    apply_recipe,
+    build_config,
+    default_config_path,
+    read_yaml,
+)
 from tfapp.core.errors import ConfigError
 from tfapp.core.task_contract import get_task
 
@@ -22,6 +29,8 @@ SHORTCUTS = {
 def add_config_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", required=True, help="task name, e.g. sentiment")
     parser.add_argument("--config", help="YAML config (default: configs/<task>.yaml)")
+    parser.add_argument("--recipe", help="a shipped recipe (configs/recipes/NAME.yaml) over the "
+                        "config, e.g. best; --set still wins")
     parser.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help="override a config value (repeatable; value parsed as YAML)")
     parser.add_argument("--backbone", help="default | tiny | HF BERT dir | keras-hub preset dir")
@@ -50,6 +59,6 @@ def resolve_config(args: argparse.Namespace) -> tuple[Config, type]:
         if value is not None:
             # "A,B" for list-valued shortcuts becomes the YAML list [A,B].
             overrides.append(f"{key}=[{value}]" if flag == "profile_steps" else f"{key}={value}")
-    raw = apply_overrides(raw, overrides)
+    raw = apply_overrides(apply_recipe(raw, getattr(args, "recipe", None)), overrides)
     return build_config(raw, task_cls.Config, str(path or "defaults")), task_cls
 

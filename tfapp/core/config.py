@@ -377,3 +377,34 @@ def default_config_path(task: str) -> Optional[Path]:
         if candidate.is_file():
             return candidate
     return None
+
+
+RECIPE_DIR = Path("configs") / "recipes"
+
+
+def recipe_names() -> list[str]:
+    """The shipped recipes: configs/recipes/<name>.yaml (working directory first)."""
+    names = set()
+    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        names |= {p.stem for p in (root / RECIPE_DIR).glob("*.yaml")}
+    return sorted(names)
+
+
+def apply_recipe(raw: dict, name: Optional[str]) -> dict:
+    """`raw` with recipe `name`'s settings (configs/recipes/<name>.yaml, the keys it
+    changes) merged over it; a `recipe:` key in `raw` names one when `name` is None.
+    Overrides applied afterwards (--set) win over the recipe."""
+    raw = dict(raw)
+    name = name or raw.pop("recipe", None)
+    raw.pop("recipe", None)
+    if name is None:
+        return raw
+    for root in (Path.cwd(), Path(__file__).resolve().parents[2]):
+        path = root / RECIPE_DIR / f"{name}.yaml"
+        if path.is_file():
+            recipe = upgrade_raw(read_yaml(path))
+            recipe.pop("task", None)
+            merged = upgrade_raw(raw)
+            _merge(merged, recipe, f"recipe {name}")
+            return merged
+    raise ConfigError(f"unknown recipe '{name}' (known: {', '.join(recipe_names()) or 'none'})")
