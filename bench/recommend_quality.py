@@ -4,7 +4,8 @@ The recommend task on a real interaction log (MovieLens: ../shared/data/movielen
 README; never copied into the repository), as a new user runs it: `python -m tfapp.train
 --task recommend --config configs/recommend_movielens.yaml` with the data paths, once per
 seed. Each run's test report holds the fine-tuned model and, computed in the same run on
-the same users and sampled negatives, the popularity and zero-shot text baselines. Writes
+the same users and sampled negatives, the popularity, zero-shot text, item-kNN and BPR
+matrix-factorisation baselines. Writes
 the recommendation section of bench/QUALITY.md (mean ± standard deviation over seeds,
 relative gains, training wall time; the rest of the file is bench.quality's) and the raw
 results as bench/quality_recommend.json.
@@ -30,7 +31,7 @@ from bench.results_file import replace_section, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIG = REPO / "configs" / "recommend_movielens.yaml"
-SYSTEMS = ("model", "popularity", "zero_shot_text")
+SYSTEMS = ("model", "popularity", "zero_shot_text", "item_knn", "bpr_mf")
 COLUMNS = ("hr@10", "ndcg@10", "mrr", "auc", "catalogue/recall@10", "catalogue/recall@50",
            "cold hr@10")
 

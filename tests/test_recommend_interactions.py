@@ -164,11 +164,13 @@ def test_interaction_log_trains_and_reports_baselines(log_run):
     run_dir, stdout = log_run
     test = json.loads((run_dir / "metrics.json").read_text())["test"]
     assert test["impressions"] == 12 and test["candidates"] == 12 * 6
-    for name in ("popularity", "zero_shot_text"):
+    for name in ("popularity", "zero_shot_text", "item_knn", "bpr_mf"):
         assert 0 <= test["baselines"][name]["hr@10"] <= 1
         assert set(test["baselines"][name]["catalogue"]) == {"recall@10", "recall@50"}
-    assert set(test["cold_items"]) == {"model", "popularity", "zero_shot_text"}
-    assert "popularity" in stdout and "zero_shot_text" in stdout
+    assert set(test["cold_items"]) == {"model", "popularity", "zero_shot_text", "item_knn",
+                                       "bpr_mf"}
+    for name in ("popularity", "zero_shot_text", "item_knn", "bpr_mf"):
+        assert name in stdout
     assert (run_dir / "export" / "recommend" / "1" / "saved_model.pb").is_file()
     # ... and in TensorBoard, beside the model's own final metrics.
     import tensorflow as tf
@@ -176,7 +178,7 @@ def test_interaction_log_trains_and_reports_baselines(log_run):
     tags = {v.tag for path in (run_dir / "logs").rglob("events.out.tfevents*")
             for event in tf.compat.v1.train.summary_iterator(str(path))
             for v in event.summary.value}
-    for name in ("popularity", "zero_shot_text"):
+    for name in ("popularity", "zero_shot_text", "item_knn", "bpr_mf"):
         assert f"final/test/baselines/{name}/hr@10" in tags, sorted(tags)[:20]
     assert "final/test/hr@10" in tags
 

@@ -3,8 +3,9 @@ baselines computed in the same run: each held-out positive ranked against its sa
 negatives (HR@10, nDCG@k, MRR, AUC) and against the whole catalogue (recall@10/50, the
 user's earlier positives excluded), for the model, *popularity* (training-period positive
 counts) and *zero-shot text* (the untrained backbone's mean-pooled item embeddings, user =
-mean of the history's, cosine). Cold items: held-out positives with no training
-interaction, where popularity cannot help."""
+mean of the history's, cosine), plus the collaborative baselines of
+tasks.recommend.collaborative (item-kNN, BPR matrix factorisation). Cold items: held-out
+positives with no training interaction, where popularity cannot help."""
 from __future__ import annotations
 
 import numpy as np
@@ -61,11 +62,14 @@ def cold_hit_rate(imps, catalogue_scores: np.ndarray, popularity: np.ndarray) ->
     return {"impressions": len(cold), f"hr@{HIT_K}": float(np.mean(hits))}
 
 
-def interaction_report(imps, model_scores, popularity, zero_shot_vectors, ks) -> dict:
-    """The model's report with `baselines` and `cold_items` (each also for the baselines)."""
+def interaction_report(imps, model_scores, popularity, zero_shot_vectors, ks,
+                       more_baselines=None) -> dict:
+    """The model's report with `baselines` and `cold_items` (each also for the baselines);
+    `more_baselines`: {name: [impressions, items] scores} (the collaborative ones)."""
     out = ranking_report(imps, model_scores, ks)
     baselines = {"popularity": popularity_scores(imps, popularity),
-                 "zero_shot_text": zero_shot_scores(imps, zero_shot_vectors)}
+                 "zero_shot_text": zero_shot_scores(imps, zero_shot_vectors),
+                 **(more_baselines or {})}
     out["cold_items"] = {"model": cold_hit_rate(imps, model_scores, popularity)}
     out["baselines"] = {}
     for name, scores in baselines.items():

@@ -24,6 +24,8 @@ class InteractionLog:
     splits: dict  # train / validation / test -> Impressions
     popularity: np.ndarray  # training positives per item (the popularity baseline)
     skipped: dict  # what was skipped -> how many
+    # user -> training-period positives in time order (the collaborative baselines)
+    train_positives: dict = dataclasses.field(default_factory=dict)
 
 
 def _number(values, column, path, row) -> float:
@@ -71,6 +73,7 @@ def read_interactions(path, p: RecommendConfig, fmt: str, item_ids: list[str], s
                           f"{path} ({s}: leave-last-out)") for s in ("train", "validation",
                                                                      "test")}
     popularity = np.zeros(n_items, np.int64)
+    train_positives = {}
     for user, rows in events.items():
         rows.sort()  # by time; ties keep file order
         positives = [item for _, _, item, positive in rows if positive]
@@ -91,6 +94,7 @@ def read_interactions(path, p: RecommendConfig, fmt: str, item_ids: list[str], s
             continue
         n_train = len(positives) - 2 * holdout
         popularity[positives[:n_train]] += 1
+        train_positives[user] = positives[:n_train]
         first_target = 0 if p.train_targets_per_user is None \
             else max(0, n_train - p.train_targets_per_user)
         for j, positive in enumerate(positives):
@@ -113,4 +117,5 @@ def read_interactions(path, p: RecommendConfig, fmt: str, item_ids: list[str], s
     if not out["train"].ids:
         raise DataError(path, f"no usable users (each needs {2 * holdout + 1} or more "
                               f"positive interactions)")
-    return InteractionLog(out, popularity, {w: len(v) for w, v in skipped.items()})
+    return InteractionLog(out, popularity, {w: len(v) for w, v in skipped.items()},
+                          train_positives)

@@ -48,6 +48,8 @@ class RecommendTask(Task):
         self.skipped: dict[str, list] = {}
         self.popularity: Optional[np.ndarray] = None  # interactions: training positives
         self._zero_shot: Optional[np.ndarray] = None
+        self.train_positives: dict = {}  # interactions: user -> training positives
+        self._mf = None  # the BPR factorisation baseline, trained once
 
     # --- data -------------------------------------------------------------------------
     def sample_file(self) -> Path:
@@ -75,6 +77,7 @@ class RecommendTask(Task):
         log = read_interactions(path, self.params, self.config.data.format, self.item_ids,
                                 self.config.seed, say)
         self.popularity = log.popularity
+        self.train_positives = log.train_positives
         self.skipped[str(path)] = log.skipped
         return log.splits
 
@@ -282,7 +285,8 @@ class RecommendTask(Task):
         if self.interactions:
             return interaction_report(
                 examples, self.catalogue_scores(model, examples, packer), self.popularity,
-                self.zero_shot_vectors(packer), self.params.ndcg_ks)
+                self.zero_shot_vectors(packer), self.params.ndcg_ks,
+                self.collaborative_scores(examples))
         return self.impression_report(model, examples, packer)
 
     def catalogue_scores(self, model: RecommendModel, imps: Impressions, packer,
@@ -293,6 +297,17 @@ class RecommendTask(Task):
         every_imps = Impressions(imps.ids, imps.history, every * len(imps), every * len(imps),
                                  imps.side, imps.source)
         return np.stack(self.score_impressions(model, every_imps, packer, vectors, batch))
+
+    def collaborative_scores(self, imps: Impressions) -> dict:
+        """{baseline: [impressions, items] scores}: item-kNN and BPR matrix factorisation
+        of the training interactions (the factorisation is trained once per task)."""
+        from tasks.recommend.collaborative import item_knn_scores, mf_scores, train_bpr
+
+        n_items = len(self.item_ids)
+        if self._mf is None:
+            self._mf = train_bpr(self.train_positives, n_items, self.config.seed)
+        return {"item_knn": item_knn_scores(imps, self.train_positives, n_items),
+                "bpr_mf": mf_scores(imps, self._mf)}
 
     def zero_shot_vectors(self, packer) -> np.ndarray:
         """Item embeddings of the untrained backbone, mean-pooled (computed once)."""
