@@ -28,7 +28,8 @@ def pretrained(tmp_path_factory):
     run_dir = tmp / "run"
     result = run_cli("tfapp.pretrain", "--corpus", str(tmp / "*.txt"), "--backbone", "tiny",
                      "--epochs", 3, "--run-dir", run_dir, "--set", "optimizer.learning_rate=2e-3",
-                     "--set", "backbone.max_seq_length=16", "--set", "pretrain.mask_rate=0.2")
+                     "--set", "backbone.max_seq_length=16", "--set", "pretrain.mask_rate=0.2",
+                     "--set", "pretrain.whole_word=true", "--set", "pretrain.head_steps=3")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return run_dir, text, result.stdout
 
@@ -42,6 +43,7 @@ def test_pretraining_lowers_validation_mlm_loss(pretrained):
     assert after < 0.7 * before, (before, after)
     assert metrics["validation_texts"] == 30 and metrics["train_texts"] == 570
     assert "validation MLM loss before" in stdout and "saved backbone" in stdout
+    assert "MLM head alone: 3 steps" in stdout
     assert (run_dir / "logs").is_dir() and not (run_dir / "backup").exists()
 
 

@@ -16,7 +16,7 @@ import argparse
 import json
 
 import tfapp  # noqa: F401
-from tfapp.core.errors import ConfigError, cli_main
+from tfapp.core.errors import cli_main
 from tfapp.pretraining.masked_lm import PretrainConfig, pretrain
 
 
@@ -48,8 +48,6 @@ def main(argv=None):
         overrides.append(f"pretrain.out={json.dumps(args.out)}")
     cfg = build_config(apply_overrides(raw, overrides), PretrainConfig,
                        args.config or "pretrain")
-    if not 0 < cfg.params.mask_rate < 1:
-        raise ConfigError("pretrain.mask_rate must be in (0, 1)")
     pretrain(cfg, args.run_dir)
 
 

@@ -3,9 +3,12 @@ domain text (keras-hub's BertMaskedLM and its preprocessor), in the same run con
 fine-tuning; saves a keras-hub preset directory that `--backbone` accepts in every task.
 
 Corpus files: .txt (one text per non-empty line) or CSV / TSV / JSONL (pretrain.text_column).
-Masking is per word piece (keras-hub's MaskedLMMaskGenerator has no whole-word mode),
-re-drawn every epoch; validation masks are drawn once, so the validation MLM loss before
-and after is comparable.
+Batches come from tfapp.pretraining.masking: bucketed by length and padded to their
+longest text, masks re-drawn every epoch (per word piece, or per word with
+pretrain.whole_word); validation masks are drawn once, so the validation MLM loss before
+and after is comparable. The packaged checkpoint has no MLM head: pretrain.head_steps
+first trains the freshly initialised head alone, so its random gradients do not reach the
+encoder.
 """
 from __future__ import annotations
 
@@ -27,6 +30,20 @@ class PretrainConfig:
     mask_rate: float = 0.15
     max_predictions: int = 20  # masked positions per sequence at most
     validation_fraction: float = 0.05
+    whole_word: bool = False  # true: mask whole words (all their "##" pieces) at mask_rate
+    head_steps: int = 0  # steps training the new MLM head alone before the encoder
+
+    def problems(self) -> list[str]:
+        out = []
+        if not 0 < self.mask_rate < 1:
+            out.append("mask_rate must be in (0, 1)")
+        if self.max_predictions < 1:
+            out.append("max_predictions must be >= 1")
+        if not 0 < self.validation_fraction < 1:
+            out.append("validation_fraction must be in (0, 1)")
+        if self.head_steps < 0:
+            out.append("head_steps must be >= 0")
+        return out
 
 
 def read_corpus(patterns: list[str], text_column: str, fmt: str = "auto") -> list[str]:
@@ -65,11 +82,12 @@ def pretrain(cfg, run_dir: Optional[str] = None) -> Path:
     import keras
     import keras_hub
     import numpy as np
-    import tensorflow as tf
 
     from tfapp.core.backbone import save_preset
+    from tfapp.core.datasets import with_counted_steps
     from tfapp.core.log import say
     from tfapp.core.rundir import write_json
+    from tfapp.pretraining.masking import mlm_dataset
     from tfapp.training.run_context import RunContext
 
     started = time.perf_counter()
@@ -89,29 +107,31 @@ def pretrain(cfg, run_dir: Optional[str] = None) -> Path:
         raise ConfigError(f"{out} already exists; pretraining never overwrites a backbone")
     ctx.open_run_dir()
 
-    preprocessor = keras_hub.models.BertMaskedLMPreprocessor(
-        tokenizer=loaded.tokenizer, sequence_length=cfg.backbone.max_seq_length,
-        mask_selection_rate=p.mask_rate, mask_selection_length=p.max_predictions)
     batch = cfg.trainer.global_batch_size
 
     def dataset(items, training):
-        ds = tf.data.Dataset.from_tensor_slices(items)
-        if training:
-            ds = ds.shuffle(len(items), seed=cfg.seed, reshuffle_each_iteration=True)
-        ds = ds.batch(batch).map(preprocessor, num_parallel_calls=tf.data.AUTOTUNE)
-        return (ds if training else ds.cache()).prefetch(tf.data.AUTOTUNE)
+        return mlm_dataset(items, loaded.tokenizer, cfg.backbone.max_seq_length, batch,
+                           rate=p.mask_rate, max_predictions=p.max_predictions,
+                           whole_word=p.whole_word, training=training, seed=cfg.seed)
 
-    train_ds, val_ds = dataset(train_texts, True), dataset(val_texts, False)
-    steps = -(-len(train_texts) // batch)
+    train_ds, steps = with_counted_steps(dataset(train_texts, True))
+    val_ds = dataset(val_texts, False)
     with ctx.scope():
         model = keras_hub.models.BertMaskedLM(backbone=loaded.backbone, preprocessor=None)
-    ctx.compile(model, steps * cfg.trainer.epochs, train_ds,
-                # Mean over masked tokens only (the padded prediction slots have weight
-                # 0), so the loss reads as nats per masked word piece.
-                loss=keras.losses.SparseCategoricalCrossentropy(
-                    from_logits=True, reduction="mean_with_sample_weight"),
-                weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(
-                    name="mlm_accuracy")])
+    compile_args = dict(
+        # Mean over masked tokens only (the padded prediction slots have weight 0), so
+        # the loss reads as nats per masked word piece.
+        loss=keras.losses.SparseCategoricalCrossentropy(
+            from_logits=True, reduction="mean_with_sample_weight"),
+        weighted_metrics=[keras.metrics.SparseCategoricalAccuracy(name="mlm_accuracy")])
+    if p.head_steps:
+        loaded.backbone.trainable = False
+        ctx.compile(model, p.head_steps, train_ds, **compile_args)
+        say(f"MLM head alone: {p.head_steps} steps (the encoder frozen)")
+        model.fit(train_ds.repeat(), steps_per_epoch=p.head_steps, epochs=1,
+                  callbacks=[ctx.guard], verbose=2)
+        loaded.backbone.trainable = True
+    ctx.compile(model, steps * cfg.trainer.epochs, train_ds, **compile_args)
     before = model.evaluate(val_ds, verbose=0, return_dict=True)
     say(f"validation MLM loss before: {before['loss']:.4f} "
         f"(accuracy {before['mlm_accuracy']:.4f})")
