@@ -307,6 +307,9 @@ class QATask(Task, Calibrated, ClassLogits, Transferable):
     def class_labels(self) -> Optional[list[str]]:
         return None if self.retrieval or self.bank is None else list(self.bank.ids)
 
+    def example_classes(self, examples) -> np.ndarray:
+        return np.asarray(examples.answers)
+
     def consistency_outputs(self) -> list:
         return [] if self.retrieval else [None]  # in-batch softmax: no fixed classes
 

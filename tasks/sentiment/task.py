@@ -246,6 +246,9 @@ class SentimentTask(Task, Refittable, ClassLogits, Transferable):
     def class_labels(self) -> Optional[list[str]]:
         return list(self.params.labels) if self.params.labels else None
 
+    def example_classes(self, examples) -> np.ndarray:
+        return np.asarray(examples.labels)
+
     def monitor(self) -> tuple[str, str]:
         return "val_" + self._key("sentiment", "macro_f1"), "max"
 

@@ -223,7 +223,9 @@ class Refittable(abc.ABC):
 
 
 class Transferable(abc.ABC):
-    """A task that can fine-tune first on a related labelled file (levers.intermediate)."""
+    """A task whose examples carry one class each: it can fine-tune first on a related
+    labelled file (levers.intermediate) or contrastively on same-class pairs
+    (levers.few_shot)."""
 
     @abc.abstractmethod
     def transfer_columns(self) -> tuple[str, str]:
@@ -238,6 +240,11 @@ class Transferable(abc.ABC):
     def class_labels(self) -> Optional[list[str]]:
         """The labels of the model's class head, in order, after load_splits (None: no
         class head)."""
+
+    @abc.abstractmethod
+    def example_classes(self, examples) -> np.ndarray:
+        """Each example's class index (same-class pairs for few-shot contrastive
+        training)."""
 
 
 class ClassLogits(abc.ABC):
