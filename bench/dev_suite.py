@@ -5,8 +5,9 @@ seeds for both; per set the mean ± std and the paired difference against the re
 with a 95% t-interval, and pooled per family (mean of per-set differences, bootstrap
 interval over sets and seeds). Writes the suite's "Development suite" section of
 QUALITY.md and its raw results beside it (quality_dev.json for `dev`, quality_<suite>.json
-for the others). `python -m bench.dev_suite --render RESULTS.json [--out DIR]` writes the
-section again from a run's raw results.
+for the others). `python -m bench.dev_suite --render RESULTS.json [MORE.json ...] [--out
+DIR]` writes the section again from a run's raw results, or from runs of the same suite,
+seeds and defaults over different sets, as one table.
 
 Sets and how they are used (train on train, choose epochs / calibrate on validation,
 score on test): TFNS has no test file, so its validation file is the test set and 10% of
@@ -316,15 +317,39 @@ def render(result: dict, out: Path) -> None:
     replace_section(out / "QUALITY.md", begin, end, f"{begin}\n{table}\n{end}", heading)
 
 
+def merged(results: list[dict]) -> dict:
+    """One result from runs of the same suite, seeds and shipped defaults over different
+    sets (e.g. a long run stopped after some sets and another run for the rest)."""
+    first = results[0]
+    out = {**first, "sets": {}, "command": " ; ".join(r["command"] for r in results),
+           "wall_seconds": round(sum(r["wall_seconds"] for r in results), 1),
+           "recipes": sorted({x for r in results for x in r["recipes"]}),
+           "overrides": {k: v for r in results for k, v in r.get("overrides", {}).items()}}
+    for r in results:
+        for key in ("suite", "seeds", "shipped"):
+            if r.get(key) != first.get(key):
+                raise SystemExit(f"error: runs differ in {key} ({first.get(key)} vs "
+                                 f"{r.get(key)}): not like for like")
+        twice = set(r["sets"]) & set(out["sets"])
+        if twice:
+            raise SystemExit(f"error: set {sorted(twice)[0]} is in two runs")
+        out["sets"].update(r["sets"])
+    out["complete"] = set(out["sets"]) == set(DEV_SETS)  # else tabled as partial
+    return out
+
+
 def main(argv=None) -> None:
     import argparse
     import json
 
     parser = argparse.ArgumentParser(prog="python -m bench.dev_suite", description=__doc__)
-    parser.add_argument("--render", required=True, help="a run's raw results (JSON)")
+    parser.add_argument("--render", required=True, nargs="+",
+                        help="raw results (JSON) of one run, or of runs of the same suite "
+                             "over different sets, tabled as one")
     parser.add_argument("--out", default=str(Path(__file__).parent))
     args = parser.parse_args(argv)
-    render(json.loads(Path(args.render).read_text(encoding="utf-8")), Path(args.out))
+    results = [json.loads(Path(p).read_text(encoding="utf-8")) for p in args.render]
+    render(results[0] if len(results) == 1 else merged(results), Path(args.out))
 
 
 if __name__ == "__main__":

@@ -140,3 +140,27 @@ def test_each_suite_has_its_own_section_and_raw_results_and_renders_again(tmp_pa
     (tmp_path / "again").mkdir()
     main(["--render", str(saved), "--out", str(tmp_path / "again")])
     assert "| sentiment | default | +11.00" in (tmp_path / "again" / "QUALITY.md").read_text()
+
+
+def test_runs_over_different_sets_render_as_one_table(tmp_path):
+    from bench.dev_suite import main
+
+    runs = {"reference": [{"macro_f1": 0.5, "seconds": 1.0}, {"macro_f1": 0.5, "seconds": 1.0}],
+            "default": [{"macro_f1": 0.6, "seconds": 1.0}, {"macro_f1": 0.62, "seconds": 1.0}]}
+    paths = []
+    for k, name in enumerate(("fiqa", "sentfin")):
+        result = {"suite": "dev_quick", "command": f"c{k}", "date": "d", "seeds": [1, 2],
+                  "machine": {}, "wall_seconds": 60.0, "complete": True, "recipes": [],
+                  "shipped": {}, "sets": {name: {"family": "sentiment", "runs": runs,
+                                                 "sizes": {"train": 1, "validation": 1,
+                                                           "test": 1}}}}
+        paths.append(tmp_path / f"r{k}.json")
+        paths[-1].write_text(json.dumps(result))
+    main(["--render", *map(str, paths), "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "quality_dev_quick.json").read_text())
+    assert set(saved["sets"]) == {"fiqa", "sentfin"} and saved["wall_seconds"] == 120.0
+    text = (tmp_path / "QUALITY.md").read_text()
+    assert "**Partial: 2 set(s) finished (fiqa, sentfin).**" in text
+    assert "| sentiment | default | +11.00 [+10.00, +12.00] | 2 |" in text
+    with pytest.raises(SystemExit, match="set fiqa is in two runs"):
+        main(["--render", str(paths[0]), str(paths[0]), "--out", str(tmp_path)])
