@@ -62,7 +62,7 @@ def test_dev_suite_end_to_end_on_generated_sets(tmp_path):
                      "--datasets", "tfns,hint3_curekart", "--out", out,
                      "--work", tmp_path / "work")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    report = json.loads((out / "quality_dev.json").read_text())
+    report = json.loads((out / "quality_dev_smoke.json").read_text())  # the suite's own
     assert set(report["sets"]) == {"tfns", "hint3_curekart"} and report["complete"]
     assert report["sets"]["tfns"]["sizes"]["test"] == 18  # TFNS: its validation file
     hint3 = report["sets"]["hint3_curekart"]
