@@ -33,7 +33,8 @@ def main(argv=None):
     check_writable(base / cfg.task, "export base")
     # Restored weights are float32; export.precision decides what the export computes in.
     model, _ = model_to_serve(task, restored.loaded, model, "float32", cfg.export)
-    out = export_saved_model(task, model, packer, base / cfg.task, args.version)
+    out = export_saved_model(task, model, packer, base / cfg.task, args.version,
+                             cfg.export.profile)
     say(f"exported SavedModel: {out} ({dir_size_bytes(out) / 2**20:.1f} MiB)")
     metrics_file = Path(args.run) / layout.METRICS_FILE
     if not metrics_file.is_file():

@@ -194,8 +194,14 @@ class ExportConfig:
     # backbone.max_seq_length) and run as one XLA program per shape; larger batches take
     # the plain path. [] = off. TF Serving needs --xla_cpu_compilation_enabled=true.
     xla_batch_buckets: list[int] = dataclasses.field(default_factory=list)
+    # Serving profile (tfapp.serving.model_server_files): auto | latency | throughput;
+    # latency serves small batches XLA-compiled ([1, 2, 4, 8] unless xla_batch_buckets is
+    # set). Recorded in the export; tfapp.serving_config writes the server flags for it.
+    profile: str = "auto"
 
     def problems(self) -> list[str]:
+        if self.profile == "latency" and not self.xla_batch_buckets:
+            self.xla_batch_buckets = [1, 2, 4, 8]  # resolved here: printed and saved
         buckets = self.xla_batch_buckets
         return _failed([
             (self.version is None or self.version >= 1,
@@ -205,6 +211,11 @@ class ExportConfig:
              + EXPORT_PRECISIONS[-1]),
             (all(b >= 1 for b in buckets) and len(set(buckets)) == len(buckets),
              "xla_batch_buckets must be distinct batch sizes >= 1 ([] = off)"),
+            (self.profile in ("auto", "latency", "throughput"),
+             "profile must be auto, latency or throughput"),
+            (self.profile != "throughput" or not buckets,
+             "profile throughput serves the plain (uncompiled) path: leave xla_batch_buckets "
+             "empty"),
         ])
 
 

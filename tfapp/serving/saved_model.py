@@ -48,11 +48,15 @@ def _compare(name: str, expected: dict, actual: dict) -> None:
 
 
 def export_saved_model(task, model, packer, model_base: Path,
-                       version: Optional[int] = None) -> Path:
-    """Writes and verifies a new SavedModel version of a task's model; returns its directory."""
+                       version: Optional[int] = None, profile: str = "auto") -> Path:
+    """Writes and verifies a new SavedModel version of a task's model, recording its
+    serving profile (export.profile); returns its directory."""
+    from tfapp.serving.model_server_files import profile_files
+
     root, signatures = task.serving_root(model, packer)
     return publish_saved_model(root, signatures, task.signature_methods(),
-                               task.example_inputs(), model_base, version)
+                               task.example_inputs(), model_base, version,
+                               extra_files=profile_files(profile))
 
 
 # A temporary export this old was left by a killed process (exports take minutes at most).

@@ -63,7 +63,7 @@ def publish(ctx: RunContext, task, model, served, packer, loaded, splits, metric
     if cfg.export.enabled:
         export_dir = export_saved_model(task, served, packer,
                                         layout.export_base(run_path, cfg.task),
-                                        cfg.export.version)
+                                        cfg.export.version, cfg.export.profile)
         size_mb = dir_size_bytes(export_dir) / 2**20
         metrics["export"] = {"path": str(export_dir), "size_mb": round(size_mb, 1),
                              "precision": ctx.export_precision}
