@@ -71,12 +71,17 @@ class DevSuite:
     test_rows: int | None
     epochs: int | None = None  # None: each recipe's own
     intermediate_rows: int = 1500  # stratified sample of the intermediate set's training file
+    train_per_class: int | None = None  # few-shot suites: this many training rows per label
 
 
 DEV_SUITES = {
     "dev": DevSuite("default", 1500, 500, 1000),
     "dev_quick": DevSuite("default", 240, 200, 300),
     "dev_smoke": DevSuite("tiny", 60, 30, 30, epochs=1, intermediate_rows=400),
+    # Few-shot mode (levers.few_shot, recipe `setfit`) against the default fine-tune: 8, 16
+    # or 64 training examples per label, the dev validation and test samples.
+    **{f"few_{n}": DevSuite("default", None, 200, 300, train_per_class=n) for n in (8, 16, 64)},
+    "few_smoke": DevSuite("tiny", None, 30, 30, epochs=1, train_per_class=4),
 }
 
 
@@ -109,7 +114,7 @@ def prepare_dev(data: Path, suite: DevSuite, work: Path, names: list[str]) -> di
             validation = sample_by(full, label, None, round(0.1 * len(full)), seed=1)
             picked = {id(r) for r in validation}
             train = [r for r in full if id(r) not in picked]
-        train = sample_by(train, label, None, suite.train_rows)
+        train = sample_by(train, label, suite.train_per_class, suite.train_rows)
         known = {r[label] for r in train} | ({oos} if oos else set())
         splits = {"train": train}
         for split, rows, size in (("validation", validation, suite.validation_rows),

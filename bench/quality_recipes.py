@@ -48,6 +48,8 @@ RECIPES = {
     # Three seeds distilled into one model; the run also reports the first member alone
     # and the 3-member ensemble (bench.dev_suite).
     "ensemble": ["levers.ensemble.members=3"],
+    # SetFit-style contrastive stage first (the few_<n> suites of bench.dev_suite).
+    "setfit": ["levers.few_shot.method=setfit"],
     # Fine-tune on a related set first (bench.dev_suite adds the set's file, leave-one-out).
     "intermediate": ["levers.intermediate.epochs=2"],
 }

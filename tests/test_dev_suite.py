@@ -164,3 +164,19 @@ def test_runs_over_different_sets_render_as_one_table(tmp_path):
     assert "| sentiment | default | +11.00 [+10.00, +12.00] | 2 |" in text
     with pytest.raises(SystemExit, match="set fiqa is in two runs"):
         main(["--render", str(paths[0]), str(paths[0]), "--out", str(tmp_path)])
+
+
+def test_few_shot_suites_sample_so_many_training_rows_per_label(tmp_path):
+    import csv
+    from collections import Counter
+
+    from bench.dev_suite import DEV_SUITES, prepare_dev
+    from bench.quality_recipes import RECIPES
+
+    assert RECIPES["setfit"] == ["levers.few_shot.method=setfit"]
+    assert [DEV_SUITES[f"few_{n}"].train_per_class for n in (8, 16, 64)] == [8, 16, 64]
+    data = fake_data(tmp_path / "data")
+    files = prepare_dev(data, DEV_SUITES["few_smoke"], tmp_path / "work", ["sentfin", "snips"])
+    for name, column in (("sentfin", "label"), ("snips", "intent")):
+        counts = Counter(r[column] for r in csv.DictReader(open(files[name]["train"])))
+        assert set(counts.values()) == {4}, counts
