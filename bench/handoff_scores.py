@@ -151,6 +151,7 @@ def main(argv=None) -> None:
             f"{s} auroc {statistics.fmean(r[s]['auroc'] for r in runs):.4f}" for s in SCORES),
             flush=True)
     out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
     write_json(out / "quality_handoff.json", result)
     table = markdown(result)
     replace_section(out / "QUALITY.md", BEGIN, END, f"{BEGIN}\n{table}\n{END}", HEADING)
