@@ -201,19 +201,31 @@ def run_reference_dev(name: str, files: dict, seed: int, suite: DevSuite) -> dic
 def compare(result: dict) -> None:
     """Adds the paired differences (points) per set and pooled per family to `result`."""
     pooled_diffs: dict = {}
+    pooled_levers: dict = {}  # a lever recipe against the default: what the lever adds
     for name, block in result["sets"].items():
         family = DEV_SETS[name][0]
         metric = PRIMARY[family]
         ref = [100 * r[metric] for r in block["runs"]["reference"]]
-        block["paired"] = {}
+        default = ([100 * r[metric] for r in block["runs"]["default"]]
+                   if "default" in block["runs"] else None)
+        block["paired"], block["paired_default"] = {}, {}
         for recipe, runs in block["runs"].items():
             if recipe == "reference":
                 continue
-            diff = paired([100 * r[metric] for r in runs], ref)
+            ours = [100 * r[metric] for r in runs]
+            diff = paired(ours, ref)
             block["paired"][recipe] = diff
             pooled_diffs.setdefault(family, {}).setdefault(recipe, []).append(diff["diffs"])
+            if default is not None and recipe != "default":
+                lever = paired(ours, default)
+                block["paired_default"][recipe] = lever
+                pooled_levers.setdefault(family, {}).setdefault(recipe, []).append(
+                    lever["diffs"])
     result["pooled"] = {family: {recipe: pooled(diffs) for recipe, diffs in recipes.items()}
                         for family, recipes in pooled_diffs.items()}
+    result["pooled_vs_default"] = {
+        family: {recipe: pooled(diffs) for recipe, diffs in recipes.items()}
+        for family, recipes in pooled_levers.items()}
 
 
 def _ms(values: list[float]) -> str:
@@ -238,12 +250,15 @@ def markdown(result: dict) -> str:
              f"and a bootstrap interval over sets and seeds pooled. Sizes are the sampled "
              f"train / validation / test rows. Whole suite: "
              f"{result['wall_seconds'] / 60:.1f} minutes.", "",
-             "| family | recipe | pooled difference [95% interval] | sets |", "|---|---|---|---|"]
+             "| family | recipe | pooled difference [95% interval] | against the default "
+             "| sets |", "|---|---|---|---|---|"]
     for family, recipes in result["pooled"].items():
         for recipe, p in recipes.items():
-            lines.append(f"| {family} | {recipe} | {_interval(p)} | {p['sets']} |")
-    lines += ["", "| set | sizes | recipe | primary | difference [95% interval] | other "
-              "| seconds |", "|---|---|---|---|---|---|---|"]
+            vs = result.get("pooled_vs_default", {}).get(family, {}).get(recipe)
+            lines.append(f"| {family} | {recipe} | {_interval(p)} | "
+                         f"{_interval(vs) if vs else ''} | {p['sets']} |")
+    lines += ["", "| set | sizes | recipe | primary | difference [95% interval] | against "
+              "the default | other | seconds |", "|---|---|---|---|---|---|---|---|"]
     for name, block in result["sets"].items():
         metric = PRIMARY[DEV_SETS[name][0]]
         sizes = "/".join(str(block["sizes"][s]) for s in ("train", "validation", "test"))
@@ -251,8 +266,9 @@ def markdown(result: dict) -> str:
             other = ", ".join(f"{k} {_ms([r[k] for r in runs])}" for k in runs[0]
                               if k not in (metric, "seconds"))
             diff = "" if recipe == "reference" else _interval(block["paired"][recipe])
+            lever = block.get("paired_default", {}).get(recipe)
             lines.append(f"| {name} | {sizes} | {recipe} | {_ms([r[metric] for r in runs])} "
-                         f"| {diff} | {other} | "
+                         f"| {diff} | {_interval(lever) if lever else ''} | {other} | "
                          f"{statistics.fmean(r['seconds'] for r in runs):.0f} |")
     return "\n".join(lines)
 

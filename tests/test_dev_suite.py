@@ -95,6 +95,8 @@ def test_a_stopped_run_keeps_the_sets_it_finished(tmp_path):
               "machine": {"cpu": "x", "cores": 2},
               "sets": {"tfns": {"family": "sentiment", "runs": runs,
                                 "sizes": {"train": 1, "validation": 1, "test": 1}}}}
+    runs["ema"] = [{"macro_f1": 0.56, "accuracy": 0.6, "seconds": 2.0},
+                   {"macro_f1": 0.58, "accuracy": 0.6, "seconds": 2.0}]
     publish(result, tmp_path, time.perf_counter(), complete=False)
     saved = json.loads((tmp_path / "quality_dev.json").read_text())
     assert saved["complete"] is False
@@ -102,6 +104,10 @@ def test_a_stopped_run_keeps_the_sets_it_finished(tmp_path):
     table = (tmp_path / "QUALITY.md").read_text()
     assert "**Partial: 1 set(s) finished (tfns).**" in table
     assert "| sentiment | default | +4.50" in table
+    # a lever recipe is also paired against the default: +1 and +2 points
+    assert saved["sets"]["tfns"]["paired_default"]["ema"]["mean"] == pytest.approx(1.5)
+    assert "| +6.00 [+6.00, +6.00] | +1.50 [-4.85, +7.85] |" in table  # tfns's ema row
+    assert "| sentiment | ema | +6.00 [+6.00, +6.00] | +1.50 [" in table
 
 
 def test_the_intermediate_recipe_reads_a_sample_of_another_set_of_the_family(tmp_path):
@@ -161,7 +167,7 @@ def test_runs_over_different_sets_render_as_one_table(tmp_path):
     assert set(saved["sets"]) == {"fiqa", "sentfin"} and saved["wall_seconds"] == 120.0
     text = (tmp_path / "QUALITY.md").read_text()
     assert "**Partial: 2 set(s) finished (fiqa, sentfin).**" in text
-    assert "| sentiment | default | +11.00 [+10.00, +12.00] | 2 |" in text
+    assert "| sentiment | default | +11.00 [+10.00, +12.00] |  | 2 |" in text
     with pytest.raises(SystemExit, match="set fiqa is in two runs"):
         main(["--render", str(paths[0]), str(paths[0]), "--out", str(tmp_path)])
 
