@@ -27,6 +27,7 @@ from tfapp.core.errors import ConfigError
 from tfapp.core.lever import Lever, register_lever
 from tfapp.core.log import say
 from tfapp.core.task_contract import Calibrated, ClassLogits
+from tfapp.training.driver import lever_callbacks
 from tfapp.training.progress import TrainingStats
 
 EXPORTS = ("distilled", "ensemble")
@@ -124,10 +125,7 @@ def fit_fresh(run, label: str, seed: int, wrap=None) -> tuple[keras.Model, float
                 fitted = wrap(model)
         run.compile(fitted, steps, train_ds)
         folder = ctx.path / layout.MEMBERS_DIR / label
-        slots = {"before_task": [], "after_summary": []}
-        for lever in run.levers:
-            for slot, callbacks in lever.callbacks(run).items():
-                slots[slot] += callbacks
+        slots = lever_callbacks(run)
         monitor, mode = run.monitor
         callbacks = [ctx.guard, *slots["before_task"],
                      *task.callbacks(folder, run.splits["validation"], run.packer),
