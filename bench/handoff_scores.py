@@ -3,10 +3,10 @@ score should decide a support bot's hand-off? For finished QA intent runs (one p
 whose validation and test files hold out-of-scope questions, three scores of the same
 model, each thresholded on validation and judged on test:
 
-  softmax   the top intent probability (what the export uses today)
+  softmax   the top intent probability (qa.handoff_score=softmax)
   centroid  cosine similarity to the nearest intent centroid of the training questions'
-            embeddings (the unit-length features under the intent head)
-  nearest   cosine similarity to the nearest single training question
+            embeddings (the unit features under the intent head; qa.handoff_score=centroid)
+  nearest   cosine similarity to the nearest single training question (the default)
 
 The predicted intent is always the classifier's; only the hand-off decision changes. Per
 score: AUROC of in-scope vs out-of-scope on test (threshold-free), the test out-of-scope

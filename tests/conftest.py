@@ -127,6 +127,7 @@ assert not {"tfapp", "tasks", "keras_hub"} & {m.split(".")[0] for m in sys.modul
 dec = lambda v: [[x.decode() for x in row] for row in v.numpy().tolist()]
 print(json.dumps({"answer_ids": dec(out["answer_ids"]), "answer_texts": dec(out["answer_texts"]),
                   "scores": out["scores"].numpy().tolist(),
+                  "confidence": out["confidence"].numpy().tolist(),
                   "handoff": out["handoff"].numpy().tolist(), "embedding": emb.numpy().tolist()}))
 """
 

@@ -258,6 +258,7 @@ def test_export_in_fresh_process_matches_in_process_top_k(retrieval_run):
     # handoff is exactly "best score below the calibrated threshold".
     threshold = json.loads((run_dir / "calibration.json").read_text())["threshold"]
     assert served["handoff"] == [row[0] < threshold for row in served["scores"]]
+    assert served["confidence"] == [row[0] for row in served["scores"]]  # softmax in retrieval
     emb = np.array(served["embedding"])
     assert emb.shape == (4, 256)
     np.testing.assert_allclose(np.linalg.norm(emb, axis=1), 1.0, atol=1e-5)

@@ -105,4 +105,7 @@ def test_hand_off_only_end_to_end(tmp_path):
     assert metrics["calibration"]["objective"] == "balanced"
     threshold = metrics["calibration"]["threshold"]
     served = serve_fresh(run_dir / "export" / "qa" / "1", ["the of dividend", "to a in for"])
-    assert served["handoff"] == [s[0] < threshold for s in served["scores"]]
+    assert served["handoff"] == [c < threshold for c in served["confidence"]]
+    # The default qa.handoff_score in intent mode: the nearest training question.
+    assert metrics["calibration"]["handoff_score"] == "nearest"
+    assert metrics["calibration"]["reference_size"] >= 4

@@ -71,8 +71,8 @@ def test_export_hands_off_the_out_of_scope_intent(oos_run):
     threshold = json.loads((run_dir / "calibration.json").read_text())["threshold"]
     questions = ["the dividend of a", "to the and for", "from at by with", "merger in the"]
     served = serve_fresh(run_dir / "export" / "qa" / "1", questions)
-    expected = [ids[0] == "oos" or scores[0] < threshold
-                for ids, scores in zip(served["answer_ids"], served["scores"])]
+    expected = [ids[0] == "oos" or confidence < threshold
+                for ids, confidence in zip(served["answer_ids"], served["confidence"])]
     assert served["handoff"] == expected
 
 

@@ -65,13 +65,15 @@ class AnswerBankModule(tf.Module):
     hand-off flag; `encode(text)` returns embeddings.
 
     Scores are probabilities over the whole bank: the intent head's softmax, or for
-    retrieval a softmax of cosine similarity / temperature. `handoff` is true when the best
-    score is below the calibrated threshold, or the best answer is the out-of-scope id.
+    retrieval a softmax of cosine similarity / temperature. `confidence` is the best score,
+    or with a hand-off reference set (qa.handoff_score centroid / nearest) the question's
+    largest cosine similarity to it. `handoff` is true when the confidence is below the
+    calibrated threshold, or the best answer is the out-of-scope id.
     """
 
     def __init__(self, encoder, bank: AnswerBank, embeddings, threshold: float,
                  top_k: int, temperature: float, target_precision: float = 0.0,
-                 out_of_scope_id: str = ""):
+                 out_of_scope_id: str = "", handoff_reference=None):
         super().__init__(name="answer_bank")
         self.encoder = encoder
         self.bank_ids = tf.Variable(bank.ids, trainable=False, name="bank_ids")
@@ -91,6 +93,11 @@ class AnswerBankModule(tf.Module):
         self.out_of_scope_id = tf.Variable(out_of_scope_id, trainable=False,
                                            name="out_of_scope_id")
         self._k = min(int(top_k), len(bank))
+        self.with_reference = handoff_reference is not None
+        if self.with_reference:  # float16: half the size, and what calibration measured
+            self.handoff_reference = tf.Variable(
+                np.asarray(handoff_reference, np.float16), trainable=False,
+                name="handoff_reference")
 
     def scores(self, question):
         """[batch, bank] probabilities over the bank."""
@@ -100,16 +107,27 @@ class AnswerBankModule(tf.Module):
             return tf.nn.softmax(similarity / self.temperature, axis=-1)
         return self.encoder.class_scores(question)
 
+    def scores_and_confidence(self, question):
+        """([batch, bank] probabilities, [batch] hand-off confidence)."""
+        if not self.with_reference:
+            scores = self.scores(question)
+            return scores, tf.reduce_max(scores, axis=-1)
+        scores, embedding = self.encoder.scores_and_embedding(question)
+        similarity = tf.matmul(embedding, tf.cast(self.handoff_reference, tf.float32),
+                               transpose_b=True)
+        return scores, tf.reduce_max(similarity, axis=-1)
+
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="question")])
     def answer(self, question):
-        top = tf.math.top_k(self.scores(question), k=self._k)
+        scores, confidence = self.scores_and_confidence(question)
+        top = tf.math.top_k(scores, k=self._k)
         ids = tf.gather(self.bank_ids, top.indices)
         out_of_scope = tf.logical_and(tf.strings.length(self.out_of_scope_id) > 0,
                                       tf.equal(ids[:, 0], self.out_of_scope_id))
         return {"answer_ids": ids,
                 "answer_texts": tf.gather(self.bank_texts, top.indices),
-                "scores": top.values,
-                "handoff": tf.logical_or(top.values[:, 0] < self.threshold, out_of_scope)}
+                "scores": top.values, "confidence": confidence,
+                "handoff": tf.logical_or(confidence < self.threshold, out_of_scope)}
 
     @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text")])
     def encode(self, text):

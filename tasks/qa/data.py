@@ -11,6 +11,8 @@ from tasks.qa.ranking import DEFAULT_KS
 from tfapp.core.errors import DataError
 from tfapp.core.task_contract import Examples as BaseExamples
 
+HANDOFF_SCORES = ("auto", "softmax", "centroid", "nearest")
+
 
 @dataclasses.dataclass
 class QAConfig:
@@ -44,6 +46,12 @@ class QAConfig:
     # predicting it hands the question off, like a score below the threshold. Test metrics
     # then add in-scope accuracy, out-of-scope recall and in-scope coverage.
     out_of_scope_label: Optional[str] = None
+    # The confidence the threshold applies to (intent mode): softmax (the top intent
+    # probability) | centroid (cosine similarity to the nearest intent centroid of the
+    # training questions' embeddings) | nearest (to the nearest single training question)
+    # | auto (nearest in intent mode, softmax in retrieval mode). Embedding distances
+    # separated out-of-scope questions better than softmax on both HINT3 bots (docs/qa.md).
+    handoff_score: str = "auto"
     recall_ks: list[int] = dataclasses.field(default_factory=lambda: list(DEFAULT_KS))
 
     def problems(self) -> list[str]:
@@ -57,6 +65,12 @@ class QAConfig:
              "threshold_objective must be auto, precision or balanced"),
             (self.threshold_objective != "balanced" or self.out_of_scope_label is not None,
              "threshold_objective=balanced needs qa.out_of_scope_label"),
+            (self.handoff_score in HANDOFF_SCORES,
+             "handoff_score must be " + ", ".join(HANDOFF_SCORES[:-1]) + " or "
+             + HANDOFF_SCORES[-1]),
+            (self.mode == "intent" or self.handoff_score in ("auto", "softmax"),
+             f"handoff_score={self.handoff_score} needs qa.mode=intent (retrieval scores "
+             f"are similarities to the answers already)"),
             (bool(self.recall_ks) and all(k >= 1 for k in self.recall_ks),
              "recall_ks must be positive integers"),
         ] if not ok]

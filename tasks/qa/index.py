@@ -48,10 +48,12 @@ def calibrate(root, path: Path, question_column: str, answer_column: str, fmt: s
                             row, answer_column)
         questions.append(values[question_column])
         truth.append(index[answer_id])
-    scores = np.concatenate([root.scores(tf.constant(questions[i:i + 64])).numpy()
-                             for i in range(0, len(questions), 64)])
+    parts = [root.scores_and_confidence(tf.constant(questions[i:i + 64]))
+             for i in range(0, len(questions), 64)]
+    scores = np.concatenate([s.numpy() for s, _ in parts])
+    confidence = np.concatenate([c.numpy() for _, c in parts])
     correct = scores.argmax(axis=1) == np.array(truth)
-    result = calibrate_threshold(scores.max(axis=1), correct, target)
+    result = calibrate_threshold(confidence, correct, target)
     return {**result, "calibrated_on": str(path)}
 
 
@@ -71,8 +73,13 @@ def reindexed_root(source: Path, bank, top_k, calibration, question_column: str,
               else 0.9)
     out_of_scope = (loaded.out_of_scope_id.numpy().decode()
                     if hasattr(loaded, "out_of_scope_id") else "")
+    # The hand-off reference (qa.handoff_score centroid / nearest) is the training
+    # questions' and stays valid when only the answer texts change.
+    reference = (loaded.handoff_reference.numpy()
+                 if hasattr(loaded, "handoff_reference") else None)
     root = AnswerBankModule(loaded.encoder, bank, embeddings, float(loaded.threshold.numpy()),
-                            top_k, float(loaded.temperature.numpy()), target, out_of_scope)
+                            top_k, float(loaded.temperature.numpy()), target, out_of_scope,
+                            reference)
     record = {"source_export": str(source), "answers": bank.source, "bank_size": len(bank),
               "mode": "retrieval" if retrieval else "intent", "top_k": root._k,
               "threshold": float(root.threshold.numpy()), "calibration": None}

@@ -66,6 +66,8 @@ class KerasTextEncoder(tf.Module):
         self.embed = tf.function(self._embed, input_signature=[TEXT_SPEC])
         if with_classes:
             self.class_scores = tf.function(self._class_scores, input_signature=[TEXT_SPEC])
+            self.scores_and_embedding = tf.function(self._scores_and_embedding,
+                                                    input_signature=[TEXT_SPEC])
 
     def _outputs(self, text, key):
         return call_on_texts(lambda x: self.model(x, training=False)[key], self._packer, text)
@@ -78,6 +80,14 @@ class KerasTextEncoder(tf.Module):
 
     def _class_scores(self, text):
         return tf.nn.softmax(tf.cast(self._outputs(text, "intent"), tf.float32), axis=-1)
+
+    def _scores_and_embedding(self, text):
+        """(intent probabilities, unit-length embedding) from one pass through the model."""
+        out = call_on_texts(lambda x: self.model(x, training=False), self._packer, text)
+        embedding = tf.cast(out["embedding"], tf.float32)
+        if self._packer.window_stride:
+            embedding = tf.math.l2_normalize(embedding, axis=-1)
+        return tf.nn.softmax(tf.cast(out["intent"], tf.float32), axis=-1), embedding
 
 
 def tsv_field(text: str) -> str:

@@ -113,29 +113,32 @@ def balanced_threshold(top_scores: np.ndarray, correct: np.ndarray, out_of_scope
 
 
 def calibrate_handoff(scores: np.ndarray, answers: np.ndarray, out_of_scope_index,
-                      target_precision: float) -> dict:
+                      target_precision: float, confidence: np.ndarray | None = None) -> dict:
     """The hand-off threshold for [questions, bank] validation scores: balanced when an
     out-of-scope answer index is given and validation holds both kinds of question, else
-    the lowest threshold reaching `target_precision`."""
+    the lowest threshold reaching `target_precision`. The threshold applies to
+    `confidence` ([questions]; default: the top score)."""
     predicted = scores.argmax(axis=1)
     correct = predicted == answers
+    top = scores.max(axis=1) if confidence is None else np.asarray(confidence)
     if out_of_scope_index is not None:
         out_of_scope = answers == out_of_scope_index
         if out_of_scope.any() and not out_of_scope.all():
-            return {**balanced_threshold(scores.max(axis=1), correct, out_of_scope,
+            return {**balanced_threshold(top, correct, out_of_scope,
                                          predicted == out_of_scope_index),
                     "target_precision": float(target_precision)}
-    return {**calibrate_threshold(scores.max(axis=1), correct, target_precision),
+    return {**calibrate_threshold(top, correct, target_precision),
             "objective": "precision"}
 
 
 def describe_calibration(c: dict) -> str:
     """One line on how the hand-off threshold was chosen and what it did on validation."""
+    score = f" on the {c['handoff_score']} score" if c.get("handoff_score") else ""
     if c.get("objective") == "balanced":
-        return (f"hand-off threshold {c['threshold']:.4f}: balanced on validation (in-scope "
+        return (f"hand-off threshold {c['threshold']:.4f}{score}: balanced on validation (in-scope "
                 f"answered accuracy {c['in_scope_accuracy_answered']:.4f}, out-of-scope recall "
                 f"{c['out_of_scope_recall']:.4f}, coverage {c['coverage']:.4f})")
-    return (f"hand-off threshold {c['threshold']:.4f}: target precision "
+    return (f"hand-off threshold {c['threshold']:.4f}{score}: target precision "
             f"{c['target_precision']}, validation precision {c['precision']:.4f} at coverage "
             f"{c['coverage']:.4f}"
             + ("" if c["reached"] else " (target NOT reached: all handed off)"))
@@ -174,12 +177,14 @@ def format_tradeoff(rows: list[dict]) -> str:
 
 
 def out_of_scope_metrics(scores: np.ndarray, true_index: np.ndarray, oos_index: int,
-                         threshold: float) -> dict:
+                         threshold: float, confidence: np.ndarray | None = None) -> dict:
     """Hand-off quality when one class means "out of scope" (CLINC150's protocol, plus the
     threshold): in-scope accuracy (argmax is the right in-scope answer), out-of-scope recall
     (out-of-scope questions handed off: predicted out of scope or best score below the
-    threshold) and in-scope coverage (in-scope questions answered, not handed off)."""
-    predicted, top = scores.argmax(axis=1), scores.max(axis=1)
+    threshold) and in-scope coverage (in-scope questions answered, not handed off). The
+    threshold applies to `confidence` ([questions]; default: the best score)."""
+    predicted = scores.argmax(axis=1)
+    top = scores.max(axis=1) if confidence is None else np.asarray(confidence)
     handoff = (predicted == oos_index) | (top < threshold)
     in_scope = true_index != oos_index
     n_in, n_out = int(in_scope.sum()), int((~in_scope).sum())

@@ -28,20 +28,12 @@ from tasks.qa.answer_bank import (
     read_answer_bank,
 )
 from tasks.qa.data import HANDOFF_ONLY, Examples, QAConfig, in_scope, read_examples
+from tasks.qa.evaluation import QAEvaluation
 from tasks.qa.model import BankProjector, DualEncoder, KerasTextEncoder
-from tasks.qa.ranking import (
-    calibrate_handoff,
-    describe_calibration,
-    format_ranking,
-    format_tradeoff,
-    out_of_scope_metrics,
-    precision_coverage,
-    ranking_metrics,
-    tradeoff_table,
-)
+from tasks.qa.ranking import describe_calibration, ranking_metrics
 from tfapp.core import run_layout as layout
 from tfapp.core.backbone import backbone_inputs, pooled_output
-from tfapp.core.datasets import read_rows, text_dataset, texts_only_dataset
+from tfapp.core.datasets import read_rows, text_dataset
 from tfapp.core.errors import ConfigError, DataError
 from tfapp.core.log import say
 from tfapp.core.losses import sparse_classification_loss
@@ -54,13 +46,12 @@ from tfapp.core.task_contract import (
     Transferable,
     register,
 )
-from tfapp.core.windows import predict_texts
 
 SAMPLES = Path(__file__).parents[1] / "samples"
 
 
 @register
-class QATask(Task, Calibrated, ClassLogits, Transferable):
+class QATask(QAEvaluation, Task, Calibrated, ClassLogits, Transferable):
     name = "qa"
     Config = QAConfig
 
@@ -68,6 +59,7 @@ class QATask(Task, Calibrated, ClassLogits, Transferable):
         super().__init__(config)
         self.bank: Optional[AnswerBank] = None
         self.calibration: Optional[dict] = None
+        self._train: Optional[Examples] = None
 
     @property
     def retrieval(self) -> bool:
@@ -169,6 +161,7 @@ class QATask(Task, Calibrated, ClassLogits, Transferable):
             if not out_of_scope.any() or out_of_scope.all():
                 raise DataError(validation.source, f"qa.threshold_objective=balanced needs "
                                 f"both in-scope and '{oos}' questions in validation")
+        self._train = splits["train"]  # the hand-off's reference questions (qa.handoff_score)
         return splits
 
     def _ensure_bank(self) -> None:
@@ -337,69 +330,6 @@ class QATask(Task, Calibrated, ClassLogits, Transferable):
             out.append(BankProjector(self, layout.logs_dir(run_dir, "projector"), packer))
         return out
 
-    # --- scoring, evaluation, calibration ---------------------------------------------
-    def embed(self, model, texts: list[str], packer) -> np.ndarray:
-        batch = self.config.trainer.global_batch_size
-        out = predict_texts(self._encoder_of(model), packer, texts, batch, texts_only_dataset)
-        embedding = np.asarray(out["embedding"], np.float32)
-        if packer.window_stride:  # pooled windows: back to unit length, as the export does
-            embedding /= np.maximum(np.linalg.norm(embedding, axis=1, keepdims=True), 1e-12)
-        return embedding
-
-    def bank_scores(self, model, questions: list[str], packer) -> np.ndarray:
-        """[questions, bank] probabilities over the whole bank, as the export computes them."""
-        self._ensure_bank()
-        if self.retrieval:
-            q = self.embed(model, questions, packer)
-            a = self.embed(model, self.bank.texts, packer)
-            return tf.nn.softmax(q @ a.T / self.params.temperature, axis=-1).numpy()
-        logits = predict_texts(model, packer, questions, self.config.trainer.global_batch_size,
-                               texts_only_dataset)
-        return tf.nn.softmax(logits, axis=-1).numpy()
-
-    def calibrate(self, model, validation: Examples, packer) -> dict:
-        scores = self.bank_scores(model, validation.questions, packer)
-        p = self.params
-        oos = self._oos_index() if p.threshold_objective != "precision" else None
-        result = calibrate_handoff(scores, validation.answers, oos, p.target_precision)
-        return {**result, "calibrated_on": validation.source}
-
-    def set_calibration(self, calibration: dict) -> None:
-        self.calibration = calibration
-
-    def evaluate(self, model, examples: Examples, packer) -> dict:
-        if len(examples) == 0:
-            return {}
-        scores = self.bank_scores(model, examples.questions, packer)
-        top, correct = scores.max(axis=1), scores.argmax(axis=1) == examples.answers
-        known = examples.answers != HANDOFF_ONLY  # ranked: questions that have an answer
-        out = {"ranking": ranking_metrics(scores[known], examples.answers[known],
-                                          self.params.recall_ks),
-               "tradeoff": tradeoff_table(top, correct)}
-        if self.calibration is not None:
-            out["handoff"] = precision_coverage(top, correct, self.calibration["threshold"])
-        if self.params.out_of_scope_label:
-            threshold = self.calibration["threshold"] if self.calibration else 0.0
-            out["out_of_scope"] = out_of_scope_metrics(scores, examples.answers,
-                                                       self._oos_index(), threshold)
-        return out
-
-    def format_metrics(self, metrics: dict) -> str:
-        lines = [format_ranking(self.params.mode, metrics["ranking"])]
-        if "handoff" in metrics:
-            h = metrics["handoff"]
-            lines.append(f"hand-off at threshold {h['threshold']:.4f}: answers "
-                         f"{h['coverage']:.1%} of questions with precision {h['precision']:.4f}"
-                         f", hands off {1 - h['coverage']:.1%}")
-        if "out_of_scope" in metrics:
-            o = metrics["out_of_scope"]
-            lines.append(f"out of scope: in-scope accuracy {o['in_scope_accuracy']:.4f}, "
-                         f"out-of-scope recall {o['out_of_scope_recall']:.4f}, in-scope "
-                         f"coverage {o['in_scope_coverage']:.4f} ({o['in_scope']} in scope, "
-                         f"{o['out_of_scope']} out of scope)")
-        lines += ["precision / coverage trade-off:", format_tradeoff(metrics["tradeoff"])]
-        return "\n".join(lines)
-
     # --- serving ----------------------------------------------------------------------
     def serving_root(self, model, packer):
         self._ensure_bank()
@@ -410,7 +340,8 @@ class QATask(Task, Calibrated, ClassLogits, Transferable):
         threshold = self.calibration["threshold"] if self.calibration else 0.0
         root = AnswerBankModule(encoder, self.bank, embeddings, threshold, self.params.top_k,
                                 self.params.temperature, self.params.target_precision,
-                                self.params.out_of_scope_label or "")
+                                self.params.out_of_scope_label or "",
+                                self.handoff_reference(model, packer))
         return root, root.signatures()
 
     def example_inputs(self) -> dict:
