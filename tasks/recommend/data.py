@@ -48,8 +48,13 @@ class RecommendConfig:
     unknown_items: str = "skip"  # skip (drop the reference, count, report) | fail
     no_click_impressions: str = "skip"  # skip (count, report) | fail
     max_history: int = 20
-    loss: str = "listwise"  # listwise (1 clicked vs K non-clicked, softmax) | pointwise (BCE)
+    # listwise (1 clicked vs K non-clicked of its impression, softmax) | pointwise (BCE) |
+    # in_batch (1 clicked vs every other example's clicked item in the batch and
+    # sampled_negatives uniform catalogue items per example, sampled softmax with the
+    # log-q correction and accidental hits removed: tasks/recommend/in_batch.py)
+    loss: str = "listwise"
     negatives: int = 4  # K
+    sampled_negatives: int = 1  # in_batch: uniform catalogue items drawn per example
     scorer: str = "dot"  # dot | mlp
     mlp_units: int = 128
     embedding_dim: int = 256
@@ -66,7 +71,12 @@ class RecommendConfig:
             (self.unknown_items in ("skip", "fail"), "unknown_items must be skip or fail"),
             (self.no_click_impressions in ("skip", "fail"),
              "no_click_impressions must be skip or fail"),
-            (self.loss in ("listwise", "pointwise"), "loss must be listwise or pointwise"),
+            (self.loss in ("listwise", "pointwise", "in_batch"),
+             "loss must be listwise, pointwise or in_batch"),
+            (self.sampled_negatives >= 0, "sampled_negatives must be >= 0"),
+            (self.loss != "in_batch" or not self.side_feature_columns,
+             "side_feature_columns: loss in_batch pairs a user with other impressions' "
+             "items, which have no side features for that user (use listwise or pointwise)"),
             (self.scorer in ("dot", "mlp"), "scorer must be dot or mlp"),
             (self.negatives >= 1, "negatives must be >= 1"),
             (self.max_history >= 1, "max_history must be >= 1"),

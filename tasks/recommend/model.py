@@ -6,6 +6,7 @@ import keras
 import tensorflow as tf
 
 from tasks.recommend.data import RecommendConfig
+from tasks.recommend.in_batch import in_batch_logits
 from tfapp.core.backbone import model_inputs
 
 
@@ -96,6 +97,8 @@ class RecommendModel(keras.Model):
         return self.scorer(user, candidates, side)
 
     def call(self, inputs, training=False):
+        if "negative_index" in inputs:
+            return self._in_batch(inputs, training)
         h_ids, c_ids = inputs["history_index"], inputs["candidate_index"]
         h_tok, c_tok = inputs["history_tokens"], inputs["candidate_tokens"]
         if training and self.history_cache is not None:
@@ -107,6 +110,26 @@ class RecommendModel(keras.Model):
             history, candidates = self._encode_slots([(h_ids, h_tok), (c_ids, c_tok)],
                                                      training)
         return self.score_vectors(history, h_ids >= 0, candidates, inputs["side"])
+
+    def _in_batch(self, inputs, training):
+        """recommend.loss in_batch: [batch, 1 + candidates] logits (tasks/recommend/in_batch.py)."""
+        h_ids, p_ids, n_ids = (inputs["history_index"], inputs["candidate_index"],
+                               inputs["negative_index"])
+        parts = [(p_ids, inputs["candidate_tokens"]), (n_ids, inputs["negative_tokens"])]
+        if training and self.history_cache is not None:
+            history = tf.gather(self.history_cache, tf.maximum(h_ids, 0))
+            positives, negatives = self._encode_slots(parts, training)
+        else:
+            history, positives, negatives = self._encode_slots(
+                [(h_ids, inputs["history_tokens"]), *parts], training)
+        user = self.user_pooling(history, h_ids >= 0)
+        dim = tf.shape(positives)[-1]
+        candidates = tf.concat([positives[:, 0], tf.reshape(negatives, [-1, dim])], axis=0)
+        ids = tf.concat([p_ids[:, 0], tf.reshape(n_ids, [-1])], axis=0)
+        q = tf.concat([inputs["candidate_q"][:, 0], tf.reshape(inputs["negative_q"], [-1])],
+                      axis=0)
+        side = tf.zeros([tf.shape(user)[0], self.scorer.n_side])
+        return in_batch_logits(self.scorer, user, side, candidates, ids, q, p_ids[:, 0])
 
     def _encode_slots(self, parts, training):
         """[(index [b, n], tokens [b, n, len])] -> one [b, n, dim] vector grid per part;

@@ -22,6 +22,7 @@ import tensorflow as tf
 from tasks.recommend.catalogue import CatalogueModule
 from tasks.recommend.data import Impressions, RecommendConfig, read_impressions, read_items
 from tasks.recommend.evaluation import format_interaction_report, interaction_report
+from tasks.recommend.in_batch import candidate_probabilities, in_batch_dataset
 from tasks.recommend.interactions import read_interactions
 from tasks.recommend.model import HistoryCacheRefresh, RecommendModel
 from tasks.recommend.ranking_metrics import impression_metrics
@@ -50,6 +51,7 @@ class RecommendTask(Task):
         self._zero_shot: Optional[np.ndarray] = None
         self.train_positives: dict = {}  # interactions: user -> training positives
         self._mf = None  # the BPR factorisation baseline, trained once
+        self._positive_counts: Optional[np.ndarray] = None  # in_batch: training clicks per item
 
     # --- data -------------------------------------------------------------------------
     def sample_file(self) -> Path:
@@ -125,6 +127,8 @@ class RecommendTask(Task):
     def training_size(self, imps: Impressions) -> int:
         if self.params.loss == "pointwise":
             return sum(len(c) for c in imps.candidates)
+        if self.params.loss == "in_batch":  # one example per click
+            return sum(sum(c) for c in imps.clicks)
         # One example per click, in impressions that also have a non-click to contrast.
         return sum(sum(c) for c in imps.clicks if sum(c) < len(c))
 
@@ -132,6 +136,8 @@ class RecommendTask(Task):
                 training: bool) -> tf.data.Dataset:
         p = self.params
         item_tokens = self._item_packer(packer).ragged_ids(tf.constant(self.item_texts))
+        if p.loss == "in_batch":
+            return self._in_batch_dataset(examples, item_tokens, packer, batch_size, training)
         history, cands, labels, side = [], [], [], []
         for i in range(len(examples)):
             clicks = np.array(examples.clicks[i])
@@ -194,6 +200,22 @@ class RecommendTask(Task):
         ds = ds.apply(tf.data.experimental.assert_cardinality(-(-len(labels) // batch_size)))
         return ds.prefetch(tf.data.AUTOTUNE)
 
+    def _in_batch_dataset(self, examples: Impressions, item_tokens, packer, batch_size: int,
+                          training: bool) -> tf.data.Dataset:
+        """(history, clicked item) per click; negatives come from the batch (in_batch.py)."""
+        history, positives = [], []
+        for hist, cands, clicks in zip(examples.history, examples.candidates, examples.clicks):
+            for item, clicked in zip(cands, clicks):
+                if clicked:
+                    history.append(hist)
+                    positives.append(int(item))
+        if training or self._positive_counts is None:  # the training clicks give every q
+            self._positive_counts = np.bincount(positives, minlength=len(self.item_ids))
+        q = candidate_probabilities(self._positive_counts, self.params.sampled_negatives)
+        return in_batch_dataset(history, positives, item_tokens, q,
+                                self.params.sampled_negatives, batch_size, packer.pad_id,
+                                self.config.data.shuffle_buffer, self.config.seed, training)
+
     # --- model ------------------------------------------------------------------------
     def build_model(self, loaded) -> keras.Model:
         if not self.item_ids:
@@ -216,8 +238,9 @@ class RecommendTask(Task):
         if self.params.loss == "pointwise":
             return {"loss": keras.losses.BinaryCrossentropy(from_logits=True),
                     "metrics": [keras.metrics.AUC(from_logits=True, name="pointwise_auc")]}
+        name = "in_batch_accuracy" if self.params.loss == "in_batch" else "listwise_accuracy"
         return {"loss": keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-                "metrics": [keras.metrics.SparseCategoricalAccuracy(name="listwise_accuracy")]}
+                "metrics": [keras.metrics.SparseCategoricalAccuracy(name=name)]}
 
     def monitor(self) -> tuple[str, str]:
         return "val_auc", "max"
@@ -354,7 +377,10 @@ class RecommendTask(Task):
         p = self.params
         lines = [f"- items: {len(self.item_ids)} from {p.items_file}; item text = "
                  f"{' + '.join(p.item_text_columns)} joined with '. '",
-                 f"- model: {p.loss} loss (K={p.negatives}), {p.scorer} scorer, attention "
+                 f"- model: {p.loss} loss ("
+                 + (f"in-batch negatives + {p.sampled_negatives} sampled per example"
+                    if p.loss == "in_batch" else f"K={p.negatives}")
+                 + f"), {p.scorer} scorer, attention "
                  f"pooling over the last {p.max_history} clicks"]
         for split in SPLITS:
             imps = splits[split]
