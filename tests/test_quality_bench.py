@@ -72,7 +72,7 @@ def test_missing_data_folder_is_a_one_line_error(tmp_path):
 def test_recommend_bench_writes_model_and_baselines_from_the_run(tmp_path):
     rng = random.Random(0)
     genres = ["comedy", "horror", "drama"]
-    write(tmp_path / "data" / "items.csv", ["item_id", "title", "genres", "overview"],
+    write(tmp_path / "data" / "movielens" / "items.csv", ["item_id", "title", "genres", "overview"],
           [(i, f"film {i}", genres[i % 3], f"a {genres[i % 3]} story number {i}")
            for i in range(30)])
     rows = []
@@ -80,19 +80,23 @@ def test_recommend_bench_writes_model_and_baselines_from_the_run(tmp_path):
         liked = [i for i in range(30) if i % 3 == u % 3]
         for t, i in enumerate(rng.sample(liked, 6)):
             rows.append((u, i, rng.choice([4.0, 5.0]), 1000 * u + t))
-    write(tmp_path / "data" / "interactions.csv",
+    write(tmp_path / "data" / "movielens" / "interactions.csv",
           ["user_id", "item_id", "rating", "timestamp"], rows)
-    result = run_cli("bench.recommend_quality", "--seeds", 2, "--epochs", 1,
-                     "--set", "backbone.name=tiny", "--set", "recommend.eval_negatives=9",
-                     "--data", tmp_path / "data", "--out", tmp_path,
-                     "--work", tmp_path / "work", timeout=900)
+    result = run_cli("bench.recommend_quality", "--sets", "movielens", "--seeds", 2,
+                     "--variants", "finetune_listwise,config",
+                     "--speed", "finetune_listwise,config",
+                     "--epochs", 1, "--set", "backbone.name=tiny",
+                     "--set", "recommend.eval_negatives=9", "--data-root", tmp_path / "data",
+                     "--out", tmp_path, "--work", tmp_path / "work", timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    data = json.loads((tmp_path / "quality_recommend.json").read_text())
-    assert [r["seed"] for r in data["runs"]] == [1, 2] and data["eval_negatives"] == 9
-    assert set(data["speed"]) == {"on", "off"}
+    data = json.loads((tmp_path / "quality_recommend.json").read_text())["sets"]["movielens"]
+    assert [r["seed"] for r in data["variants"]["config"]] == [1, 2]
+    assert data["eval_negatives"] == 9 and set(data["speed"]) == {"finetune_listwise", "config"}
+    assert data["speed"]["config"]["train_examples_per_second"] > 0
     table = (tmp_path / "QUALITY.md").read_text()
     assert table.startswith("## Recommendation on a real interaction log (MovieLens)")
-    for system in ("| model |", "| popularity |", "| zero_shot_text |", "ndcg@10 vs popularity"):
+    for system in ("| model |", "| model (config) |", "| popularity |", "| item_knn |",
+                   "| bpr_mf |", "- config: ", "× first"):
         assert system in table
 
 

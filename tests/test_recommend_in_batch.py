@@ -116,3 +116,39 @@ def test_in_batch_training_learns_the_planted_categories(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test"]["auc"] >= 0.75, metrics["test"]
     assert "in_batch_accuracy" in stdout and metrics["train_examples"] == 240
+
+
+def test_frozen_text_encoder_trains_the_head_over_a_table_of_backbone_outputs(tmp_path):
+    import tensorflow as tf
+
+    from tasks.recommend.model import FeatureTableFill
+    from tfapp.core.backbone import TextPacker, load_backbone
+
+    files = planted_task(tmp_path, n_users=10)
+    task = get_task("recommend")(rec_config(tmp_path, files, **{
+        "recommend.loss": "in_batch", "recommend.text_encoder": "frozen"}))
+    splits = task.load_splits()
+    loaded = load_backbone("tiny")
+    model = task.build_model(loaded)
+    packer = TextPacker(loaded.tokenizer, 64)
+    assert not any("backbone" in v.path for v in model.trainable_variables)
+    assert {v.path.split("/")[-2] for v in model.trainable_variables} >= {"item_projection"}
+    fill = FeatureTableFill(lambda m: task.item_features(m, packer))
+    fill.set_model(model)
+    fill.on_train_begin()
+    ids = tf.constant([[0, 5, 17]])
+    # The table path gives the item encoder's own vectors (what evaluation and the export use).
+    np.testing.assert_allclose(model.table_vectors(ids).numpy()[0],
+                               task.item_vectors(model, packer)[[0, 5, 17]], atol=1e-4)
+    x, _ = next(iter(task.dataset(splits["train"], packer, 8, training=True)))
+    model.encode_tokens = lambda *a, **k: pytest.fail("a training step ran the backbone")
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_mean(model(x, training=True)[:, 0])
+    grads = tape.gradient(loss, model.trainable_variables)
+    assert all(g is not None for g in grads)
+
+
+def test_bad_text_encoder_is_a_config_error(tmp_path):
+    files = planted_task(tmp_path, n_users=4)
+    with pytest.raises(ConfigError, match="recommend.text_encoder must be finetune or frozen"):
+        get_task("recommend")(rec_config(tmp_path, files, **{"recommend.text_encoder": "x"}))

@@ -63,6 +63,7 @@ def test_cli_end_to_end_writes_a_complete_run(tiny_run):
     assert "tiny" in card and "macro-F1" in card and "474 examples" in card
     tags = _event_tags(run_dir / "logs")
     for tag in ("epoch_loss", "epoch_learning_rate", "epoch_examples_per_second",
+                "epoch_train_examples_per_second",
                 "epoch_sentiment_macro_f1", "sentiment/confusion_matrix",
                 "sentiment/misclassified", "topic/confusion_matrix",
                 "sentiment/precision/negative", "sentiment/recall/positive",

@@ -65,6 +65,16 @@ class RecommendConfig:
     # Training reads history items' vectors from a table re-encoded at each epoch start
     # (no gradient through histories); only candidates are encoded per step.
     history_cache: bool = False
+    # finetune: the backbone trains with the rest | frozen: it does not; each item's pooled
+    # backbone output is computed once before training and steps run only the item head,
+    # user attention and scorer (hundreds of times faster; the export is the same shape).
+    text_encoder: str = "finetune"
+    # Hybrid items: a learned id vector added to the text vector of every item seen in
+    # training (its clicks and histories); other items are scored from their text alone.
+    # Training drops an item's id vector with probability id_dropout, so text alone must
+    # score well too (cold items). The export recognises known items by their text.
+    item_id_embedding: bool = False
+    id_dropout: float = 0.5
 
     def problems(self) -> list[str]:
         return [message for ok, message in [
@@ -74,6 +84,9 @@ class RecommendConfig:
             (self.loss in ("listwise", "pointwise", "in_batch"),
              "loss must be listwise, pointwise or in_batch"),
             (self.sampled_negatives >= 0, "sampled_negatives must be >= 0"),
+            (0 <= self.id_dropout < 1, "id_dropout must be in [0, 1)"),
+            (self.text_encoder in ("finetune", "frozen"),
+             "text_encoder must be finetune or frozen"),
             (self.loss != "in_batch" or not self.side_feature_columns,
              "side_feature_columns: loss in_batch pairs a user with other impressions' "
              "items, which have no side features for that user (use listwise or pointwise)"),

@@ -86,6 +86,28 @@ class RecommendModel(keras.Model):
         self.history_cache = self.add_weight(
             shape=(n_items, cfg.embedding_dim), initializer="zeros", trainable=False,
             name="history_cache", dtype="float32") if cfg.history_cache else None
+        # recommend.item_id_embedding: id vectors of the items seen in training (known).
+        self.id_dropout = cfg.id_dropout
+        self.id_embedding = None
+        if cfg.item_id_embedding:
+            self.id_embedding = keras.layers.Embedding(
+                n_items, cfg.embedding_dim, embeddings_initializer="zeros",
+                name="item_id_embedding", dtype="float32")
+            self.id_embedding.build((None,))
+            self.known_items = self.add_weight(shape=(n_items,), initializer="zeros",
+                                               trainable=False, name="known_items",
+                                               dtype="float32")
+        # recommend.text_encoder frozen: the backbone does not train, so each item's pooled
+        # backbone output is computed once (FeatureTableFill) and training steps run only
+        # the head over this table: no backbone pass per step.
+        self.frozen_text = cfg.text_encoder == "frozen"
+        if self.frozen_text:
+            features = item_encoder.get_layer("head_dropout").input
+            self.text_features = keras.Model(item_encoder.input, features,
+                                             name="item_text_features")
+            self.feature_table = self.add_weight(
+                shape=(n_items, int(features.shape[-1])), initializer="zeros",
+                trainable=False, name="item_feature_table", dtype="float32")
 
     def encode_tokens(self, token_ids, training=False):
         mask = tf.cast(tf.not_equal(token_ids, self.pad_id), tf.int32)
@@ -96,12 +118,37 @@ class RecommendModel(keras.Model):
         user = self.user_pooling(history, history_mask)
         return self.scorer(user, candidates, side)
 
+    def with_ids(self, vectors, index, training=False):
+        """Text vectors [..., dim] of items `index` plus the id vectors of known items (kept
+        with probability 1 - id_dropout in training); unchanged without id embeddings."""
+        if self.id_embedding is None:
+            return vectors
+        ids = tf.maximum(index, 0)
+        # Casts: under a mixed policy Keras reads float32 variables in the compute dtype.
+        keep = tf.cast(tf.gather(self.known_items, ids), tf.float32) * tf.cast(
+            index >= 0, tf.float32)
+        if training and self.id_dropout > 0:
+            keep *= tf.cast(tf.random.uniform(tf.shape(ids)) >= self.id_dropout, tf.float32)
+        return (tf.cast(vectors, tf.float32)
+                + tf.cast(self.id_embedding(ids), tf.float32) * keep[..., tf.newaxis])
+
+    def table_vectors(self, index, training=False):
+        """Item vectors from the frozen feature table (recommend.text_encoder frozen): the
+        item encoder's head over each item's precomputed pooled backbone output."""
+        features = tf.gather(self.feature_table, tf.maximum(index, 0))
+        dropout = self.item_encoder.get_layer("head_dropout")
+        projection = self.item_encoder.get_layer("item_projection")
+        return tf.cast(projection(dropout(features, training=training)), tf.float32)
+
     def call(self, inputs, training=False):
         if "negative_index" in inputs:
             return self._in_batch(inputs, training)
         h_ids, c_ids = inputs["history_index"], inputs["candidate_index"]
         h_tok, c_tok = inputs["history_tokens"], inputs["candidate_tokens"]
-        if training and self.history_cache is not None:
+        if self.frozen_text:  # the table is a weight: restored runs have theirs
+            history, candidates = (self.table_vectors(h_ids, training),
+                                   self.table_vectors(c_ids, training))
+        elif training and self.history_cache is not None:
             # History items come from the table filled at each epoch start (no gradient
             # through them); only candidates are encoded, with gradients.
             history = tf.gather(self.history_cache, tf.maximum(h_ids, 0))
@@ -109,6 +156,8 @@ class RecommendModel(keras.Model):
         else:
             history, candidates = self._encode_slots([(h_ids, h_tok), (c_ids, c_tok)],
                                                      training)
+        history = self.with_ids(history, h_ids, training)
+        candidates = self.with_ids(candidates, c_ids, training)
         return self.score_vectors(history, h_ids >= 0, candidates, inputs["side"])
 
     def _in_batch(self, inputs, training):
@@ -116,12 +165,18 @@ class RecommendModel(keras.Model):
         h_ids, p_ids, n_ids = (inputs["history_index"], inputs["candidate_index"],
                                inputs["negative_index"])
         parts = [(p_ids, inputs["candidate_tokens"]), (n_ids, inputs["negative_tokens"])]
-        if training and self.history_cache is not None:
+        if self.frozen_text:
+            history, positives, negatives = (self.table_vectors(i, training)
+                                             for i in (h_ids, p_ids, n_ids))
+        elif training and self.history_cache is not None:
             history = tf.gather(self.history_cache, tf.maximum(h_ids, 0))
             positives, negatives = self._encode_slots(parts, training)
         else:
             history, positives, negatives = self._encode_slots(
                 [(h_ids, inputs["history_tokens"]), *parts], training)
+        history = self.with_ids(history, h_ids, training)
+        positives = self.with_ids(positives, p_ids, training)
+        negatives = self.with_ids(negatives, n_ids, training)
         user = self.user_pooling(history, h_ids >= 0)
         dim = tf.shape(positives)[-1]
         candidates = tf.concat([positives[:, 0], tf.reshape(negatives, [-1, dim])], axis=0)
@@ -180,3 +235,26 @@ class HistoryCacheRefresh(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.model.history_cache.assign(self.item_vectors(self.model))
+
+
+class FeatureTableFill(keras.callbacks.Callback):
+    """Before training, fills the model's frozen feature table with every catalogue item's
+    pooled backbone output (recommend.text_encoder frozen)."""
+
+    def __init__(self, item_features):
+        super().__init__()
+        self.item_features = item_features  # model -> [items, hidden] numpy
+
+    def on_train_begin(self, logs=None):
+        self.model.feature_table.assign(self.item_features(self.model))
+
+
+class KnownItemsFill(keras.callbacks.Callback):
+    """Before training, marks the items seen in training (recommend.item_id_embedding)."""
+
+    def __init__(self, known):
+        super().__init__()
+        self.known = known  # () -> [items] 0/1 numpy
+
+    def on_train_begin(self, logs=None):
+        self.model.known_items.assign(self.known())

@@ -10,9 +10,19 @@ class ServingRecommender(tf.Module):
     """Export root: raw item texts in, vectors and scores out; needs no Python
     pre-processing. Empty strings pad histories and candidate lists."""
 
-    def __init__(self, model: RecommendModel, packer, n_side: int):
+    def __init__(self, model: RecommendModel, packer, n_side: int,
+                 known_texts: list[str] = (), id_vectors=None):
         super().__init__(name="recommender")
         self.model = model
+        # recommend.item_id_embedding: an item whose text is a known item's gets that
+        # item's id vector added; any other text is scored from its text alone.
+        self.with_ids = id_vectors is not None
+        if self.with_ids:
+            self.id_vectors = tf.Variable(tf.constant(id_vectors, tf.float32),
+                                          trainable=False, name="known_item_id_vectors")
+            self.known_index = tf.lookup.StaticHashTable(tf.lookup.KeyValueTensorInitializer(
+                tf.constant(list(known_texts)), tf.range(len(known_texts), dtype=tf.int64)),
+                default_value=-1)
         self.tokenizer = packer.tokenizer
         self._packer = packer
         self.n_side = n_side
@@ -35,6 +45,10 @@ class ServingRecommender(tf.Module):
         """[n] texts -> [n, dim], each distinct text encoded once."""
         unique, position = tf.unique(texts)
         vectors = self.model.encode_tokens(self._packer(unique)["token_ids"])
+        if self.with_ids:
+            index = self.known_index.lookup(unique)
+            vectors += tf.where((index >= 0)[:, tf.newaxis],
+                                tf.gather(self.id_vectors, tf.maximum(index, 0)), 0.0)
         return tf.gather(vectors, position)
 
     def _grid(self, texts):

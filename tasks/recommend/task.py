@@ -21,14 +21,17 @@ import tensorflow as tf
 
 from tasks.recommend.catalogue import CatalogueModule
 from tasks.recommend.data import Impressions, RecommendConfig, read_impressions, read_items
-from tasks.recommend.evaluation import format_interaction_report, interaction_report
 from tasks.recommend.in_batch import candidate_probabilities, in_batch_dataset
 from tasks.recommend.interactions import read_interactions
-from tasks.recommend.model import HistoryCacheRefresh, RecommendModel
-from tasks.recommend.ranking_metrics import impression_metrics
+from tasks.recommend.model import (
+    FeatureTableFill,
+    HistoryCacheRefresh,
+    KnownItemsFill,
+    RecommendModel,
+)
+from tasks.recommend.scoring import RecommendScoring
 from tasks.recommend.signatures import ServingRecommender
-from tfapp.core.backbone import backbone_inputs, load_backbone, pooled_output
-from tfapp.core.datasets import texts_only_dataset
+from tfapp.core.backbone import backbone_inputs, pooled_output
 from tfapp.core.errors import ConfigError
 from tfapp.core.log import say
 from tfapp.core.task_callbacks import EpochMetrics
@@ -38,7 +41,7 @@ SAMPLES = Path(__file__).parents[1] / "samples"
 
 
 @register
-class RecommendTask(Task):
+class RecommendTask(RecommendScoring, Task):
     name = "recommend"
     Config = RecommendConfig
 
@@ -52,6 +55,7 @@ class RecommendTask(Task):
         self.train_positives: dict = {}  # interactions: user -> training positives
         self._mf = None  # the BPR factorisation baseline, trained once
         self._positive_counts: Optional[np.ndarray] = None  # in_batch: training clicks per item
+        self._known_items: Optional[np.ndarray] = None  # 1 for items seen in training
 
     # --- data -------------------------------------------------------------------------
     def sample_file(self) -> Path:
@@ -136,6 +140,11 @@ class RecommendTask(Task):
                 training: bool) -> tf.data.Dataset:
         p = self.params
         item_tokens = self._item_packer(packer).ragged_ids(tf.constant(self.item_texts))
+        if training:  # the items whose id vectors can learn (recommend.item_id_embedding)
+            seen = [i for rows in (examples.history, examples.candidates) for r in rows
+                    for i in r]
+            self._known_items = (np.bincount(seen, minlength=len(self.item_ids)) > 0
+                                 ).astype(np.float32)
         if p.loss == "in_batch":
             return self._in_batch_dataset(examples, item_tokens, packer, batch_size, training)
         history, cands, labels, side = [], [], [], []
@@ -221,6 +230,8 @@ class RecommendTask(Task):
         if not self.item_ids:
             self._load_items()
         inputs = backbone_inputs()
+        if self.params.text_encoder == "frozen":
+            loaded.backbone.trainable = False
         pooled = pooled_output(loaded.backbone, inputs, self.config.backbone.pooling)
         pooled = keras.layers.Dropout(self.params.head_dropout, name="head_dropout")(pooled)
         vector = keras.layers.Dense(self.params.embedding_dim, name="item_projection",
@@ -258,103 +269,28 @@ class RecommendTask(Task):
 
     def callbacks(self, run_dir: Path, validation: Impressions, packer) -> list:
         out = [EpochMetrics(lambda model: self.impression_logs(model, validation, packer))]
-        if self.params.history_cache:
-            out.append(HistoryCacheRefresh(lambda model: self.item_vectors(model, packer)))
+        if self.params.history_cache and self.params.text_encoder != "frozen":
+            out.append(HistoryCacheRefresh(  # text vectors: the id part is added per step
+                lambda model: self.item_vectors(model, packer, with_ids=False)))
+        if self.params.item_id_embedding:
+            out.append(KnownItemsFill(lambda: self._known_items))
+        if self.params.text_encoder == "frozen":
+            out.append(FeatureTableFill(lambda model: self.item_features(model, packer)))
         return out
-
-    # --- evaluation -------------------------------------------------------------------
-    def item_vectors(self, model: RecommendModel, packer) -> np.ndarray:
-        """[items, dim]: every catalogue item encoded once."""
-        ds = texts_only_dataset(self.item_texts, self._item_packer(packer),
-                                self.config.trainer.global_batch_size)
-        return np.asarray(model.item_encoder.predict(ds, verbose=0), np.float32)
-
-    def score_impressions(self, model: RecommendModel, imps: Impressions, packer,
-                          vectors: Optional[np.ndarray] = None, batch: int = 256) -> list:
-        """Per impression, the candidates' scores in file order."""
-        vectors = self.item_vectors(model, packer) if vectors is None else vectors
-        dim = vectors.shape[1]
-        scores = []
-        for start in range(0, len(imps), batch):
-            hist = imps.history[start:start + batch]
-            cand = imps.candidates[start:start + batch]
-            n_h = max(1, max(len(h) for h in hist))
-            n_c = max(len(c) for c in cand)
-            h = np.zeros([len(hist), n_h, dim], np.float32)
-            mask = np.zeros([len(hist), n_h], bool)
-            c = np.zeros([len(cand), n_c, dim], np.float32)
-            for i, (hi, ci) in enumerate(zip(hist, cand)):
-                h[i, :len(hi)] = vectors[hi]
-                mask[i, :len(hi)] = True
-                c[i, :len(ci)] = vectors[ci]
-            out = model.score_vectors(tf.constant(h), tf.constant(mask), tf.constant(c),
-                                      tf.constant(imps.side[start:start + batch]))
-            out = out.numpy()
-            scores += [out[i, :len(ci)] for i, ci in enumerate(cand)]
-        return scores
-
-    def impression_report(self, model, imps: Impressions, packer) -> dict:
-        scores = self.score_impressions(model, imps, packer)
-        usable = [i for i, y in enumerate(imps.clicks) if 0 < sum(y) < len(y)]
-        out = impression_metrics([imps.clicks[i] for i in usable], [scores[i] for i in usable],
-                                 self.params.ndcg_ks)
-        # All-clicked impressions have no AUC; say how many were left out.
-        out["impressions_without_a_non_click"] = len(imps) - len(usable)
-        return out
-
-    def evaluate(self, model, examples: Impressions, packer) -> dict:
-        if len(examples) == 0:
-            return {}
-        if self.interactions:
-            return interaction_report(
-                examples, self.catalogue_scores(model, examples, packer), self.popularity,
-                self.zero_shot_vectors(packer), self.params.ndcg_ks,
-                self.collaborative_scores(examples))
-        return self.impression_report(model, examples, packer)
-
-    def catalogue_scores(self, model: RecommendModel, imps: Impressions, packer,
-                         batch: int = 32) -> np.ndarray:
-        """[impressions, items]: the model's score of every catalogue item per user."""
-        vectors = self.item_vectors(model, packer)
-        every = [list(range(len(vectors)))]
-        every_imps = Impressions(imps.ids, imps.history, every * len(imps), every * len(imps),
-                                 imps.side, imps.source)
-        return np.stack(self.score_impressions(model, every_imps, packer, vectors, batch))
-
-    def collaborative_scores(self, imps: Impressions) -> dict:
-        """{baseline: [impressions, items] scores}: item-kNN and BPR matrix factorisation
-        of the training interactions (the factorisation is trained once per task)."""
-        from tasks.recommend.collaborative import item_knn_scores, mf_scores, train_bpr
-
-        n_items = len(self.item_ids)
-        if self._mf is None:
-            self._mf = train_bpr(self.train_positives, n_items, self.config.seed)
-        return {"item_knn": item_knn_scores(imps, self.train_positives, n_items),
-                "bpr_mf": mf_scores(imps, self._mf)}
-
-    def zero_shot_vectors(self, packer) -> np.ndarray:
-        """Item embeddings of the untrained backbone, mean-pooled (computed once)."""
-        if self._zero_shot is None:
-            b = self.config.backbone
-            loaded = load_backbone(b.name, b.exact_gelu, None)
-            inputs = backbone_inputs()
-            encoder = keras.Model(inputs, pooled_output(loaded.backbone, inputs, "mean"))
-            ds = texts_only_dataset(self.item_texts, self._item_packer(packer),
-                                    self.config.trainer.global_batch_size)
-            self._zero_shot = np.asarray(encoder.predict(ds, verbose=0), np.float32)
-        return self._zero_shot
-
-    def format_metrics(self, metrics: dict) -> str:
-        if "baselines" in metrics:
-            return format_interaction_report(metrics, self.params.ndcg_ks)
-        ndcg = "  ".join(f"nDCG@{k} {metrics[f'ndcg@{k}']:.4f}" for k in self.params.ndcg_ks)
-        return (f"recommend: AUC {metrics['auc']:.4f}  MRR {metrics['mrr']:.4f}  {ndcg}  "
-                f"({metrics['impressions']} impressions, {metrics['candidates']} candidates)")
 
     # --- serving ----------------------------------------------------------------------
     def serving_root(self, model, packer):
+        known = (np.flatnonzero(model.known_items.numpy() > 0)
+                 if model.id_embedding is not None else np.zeros(0, int))
+        first = {}  # two items with the same text: the export can tell only the first
+        for i in known:
+            first.setdefault(self.item_texts[i], int(i))
+        known = np.array(sorted(first.values()), int)
         base = ServingRecommender(model, self._item_packer(packer),
-                                  len(self.params.side_feature_columns))
+                                  len(self.params.side_feature_columns),
+                                  [self.item_texts[i] for i in known],
+                                  model.id_embedding(tf.constant(known, tf.int32)).numpy()
+                                  if len(known) else None)
         root = CatalogueModule(base, self.item_ids, self.item_texts,
                                self.item_vectors(model, packer), self.params.top_k)
         return root, root.signatures()
