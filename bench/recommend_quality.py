@@ -1,5 +1,6 @@
 """python -m bench.recommend_quality [--sets movielens,movielens100k] [--variants V,...]
 [--seeds 3] [--data-root DIR] [--epochs N] [--speed V,... | --no-speed]
+python -m bench.recommend_quality --render A.json [B.json ...]
 
 The recommend task on real interaction logs (../shared/data/movielens: 407 users with plot
 overviews; ../shared/data/movielens100k: 100,000 ratings, title + genres; see the READMEs
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import json
 import statistics
 import sys
 from pathlib import Path
@@ -178,7 +180,13 @@ def main(argv=None) -> None:
     parser.add_argument("--set", action="append", default=[], help="extra config overrides")
     parser.add_argument("--out", default=str(REPO / "bench"))
     parser.add_argument("--work", default=str(REPO / "bench" / "results" / "recommend"))
+    parser.add_argument("--render", nargs="+", metavar="RESULTS.json",
+                        help="write the section again from raw results (several: runs over "
+                             "different sets, as one section) and exit")
     args = parser.parse_args(argv)
+    if args.render:
+        return render([json.loads(Path(f).read_text(encoding="utf-8")) for f in args.render],
+                      Path(args.out))
     names = _names(args.sets, SETS, "set")
     variants = _names(args.variants, VARIANTS, "variant")
     speed = [] if args.no_speed else _names(args.speed, VARIANTS, "variant")
@@ -224,7 +232,18 @@ def main(argv=None) -> None:
                     / history["examples_per_second"][0],
                     "command_seconds": metrics["command_seconds"]}
         result["sets"][name] = block
-    out = Path(args.out)
+    render([result], Path(args.out))
+
+
+def render(results: list[dict], out: Path) -> None:
+    """Writes quality_recommend.json and the QUALITY.md section from one run's results, or
+    from runs over different sets (joined, their commands listed)."""
+    result = {**results[0], "sets": {}, "command": " ; ".join(r["command"] for r in results)}
+    for r in results:
+        twice = set(r["sets"]) & set(result["sets"])
+        if twice:
+            raise SystemExit(f"error: set {sorted(twice)[0]} is in two runs")
+        result["sets"].update(r["sets"])
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "quality_recommend.json", result)
     table = markdown(result)

@@ -98,6 +98,18 @@ def test_recommend_bench_writes_model_and_baselines_from_the_run(tmp_path):
     for system in ("| model |", "| model (config) |", "| popularity |", "| item_knn |",
                    "| bpr_mf |", "- config: ", "× first"):
         assert system in table
+    # --render joins runs over different sets; the same set twice is refused.
+    raw = tmp_path / "quality_recommend.json"
+    other = json.loads(raw.read_text())
+    other["sets"] = {"movielens100k": other["sets"]["movielens"]}
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    again = run_cli("bench.recommend_quality", "--render", raw, tmp_path / "other.json",
+                    "--out", tmp_path / "joined")
+    assert again.returncode == 0, again.stderr[-2000:]
+    joined = (tmp_path / "joined" / "QUALITY.md").read_text()
+    assert "### movielens\n" in joined and "### movielens100k" in joined
+    twice = run_cli("bench.recommend_quality", "--render", raw, raw, "--out", tmp_path / "x")
+    assert twice.returncode != 0 and "set movielens is in two runs" in twice.stderr
 
 
 def test_unknown_dataset_is_a_one_line_error(tmp_path):
