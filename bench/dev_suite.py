@@ -347,10 +347,18 @@ def merged(results: list[dict]) -> dict:
            "recipes": sorted({x for r in results for x in r["recipes"]}),
            "overrides": {k: v for r in results for k, v in r.get("overrides", {}).items()}}
     for r in results:
-        for key in ("suite", "seeds", "shipped"):
+        for key in ("suite", "seeds"):
             if r.get(key) != first.get(key):
                 raise SystemExit(f"error: runs differ in {key} ({first.get(key)} vs "
                                  f"{r.get(key)}): not like for like")
+        # A shipped setting only one run records is a key added later; its value is the
+        # behaviour the older run had, so only settings both record must agree.
+        mine, theirs = first.get("shipped", {}), r.get("shipped", {})
+        differ = sorted(k for k in set(mine) & set(theirs) if mine[k] != theirs[k])
+        if differ:
+            raise SystemExit(f"error: runs differ in shipped {differ[0]} ({mine[differ[0]]} "
+                             f"vs {theirs[differ[0]]}): not like for like")
+        out["shipped"] = {**theirs, **out.get("shipped", {})}
         twice = set(r["sets"]) & set(out["sets"])
         if twice:
             raise SystemExit(f"error: set {sorted(twice)[0]} is in two runs")

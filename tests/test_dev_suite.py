@@ -170,6 +170,17 @@ def test_runs_over_different_sets_render_as_one_table(tmp_path):
     assert "| sentiment | default | +11.00 [+10.00, +12.00] |  | 2 |" in text
     with pytest.raises(SystemExit, match="set fiqa is in two runs"):
         main(["--render", str(paths[0]), str(paths[0]), "--out", str(tmp_path)])
+    # A shipped setting one run lacks (added later) does not block; a differing one does.
+    for k, shipped in enumerate(({"a": 1}, {"a": 1, "new": "off"})):
+        result = json.loads(paths[k].read_text())
+        paths[k].write_text(json.dumps({**result, "shipped": shipped}))
+    main(["--render", *map(str, paths), "--out", str(tmp_path)])
+    assert json.loads((tmp_path / "quality_dev_quick.json").read_text())["shipped"] == \
+        {"a": 1, "new": "off"}
+    result = json.loads(paths[1].read_text())
+    paths[1].write_text(json.dumps({**result, "shipped": {"a": 2}}))
+    with pytest.raises(SystemExit, match="runs differ in shipped a"):
+        main(["--render", *map(str, paths), "--out", str(tmp_path)])
 
 
 def test_few_shot_suites_sample_so_many_training_rows_per_label(tmp_path):
