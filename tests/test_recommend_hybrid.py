@@ -44,10 +44,10 @@ def test_unseen_items_score_from_text_alone_and_id_dropout_drops_the_id_part(tmp
     np.testing.assert_allclose(full[seen], text[seen] + ids[seen], atol=1e-5)
     # Training keeps each known item's id vector with probability 1 - id_dropout.
     index = tf.constant(np.repeat(seen[:1], 4000))
-    out = model.with_ids(tf.zeros([4000, ids.shape[1]]), index, training=True).numpy()
+    out = model.with_extras(tf.zeros([4000, ids.shape[1]]), index, training=True).numpy()
     kept = np.abs(out).sum(axis=1) > 0
     assert 0.45 < kept.mean() < 0.55
-    out = model.with_ids(tf.zeros([4, ids.shape[1]]), tf.constant(unseen[:4]), training=True)
+    out = model.with_extras(tf.zeros([4, ids.shape[1]]), tf.constant(unseen[:4]), training=True)
     assert not np.abs(out.numpy()).any()
 
 
@@ -86,3 +86,37 @@ def test_bad_id_dropout_is_a_config_error(tmp_path):
     files = planted_task(tmp_path, n_users=4)
     with pytest.raises(ConfigError, match=r"recommend.id_dropout must be in \[0, 1\)"):
         get_task("recommend")(rec_config(tmp_path, files, **{"recommend.id_dropout": 1.0}))
+
+
+def test_category_values_are_split_and_named_by_column():
+    from tasks.recommend.data import item_categories
+
+    assert item_categories({"genres": "Action, Adventure|comedy ", "tag": ""},
+                           ["genres", "tag"]) == ["genres=action", "genres=adventure",
+                                                  "genres=comedy"]
+
+
+def test_items_sharing_a_category_share_its_vector_cold_or_not(tmp_path):
+    import tensorflow as tf
+
+    task, splits, model, packer = hybrid(tmp_path, **{
+        "recommend.item_id_embedding": False, "recommend.item_category_columns": ["category"]})
+    # The planted items: 12 per category, six categories (the items file's `category`).
+    assert task.n_categories == 6 and all(len(c) == 1 for c in task.item_categories)
+    model.category_embedding.embeddings.assign(
+        np.random.default_rng(2).normal(size=model.category_embedding.embeddings.shape))
+    text = task.item_vectors(model, packer, with_ids=False)
+    full = task.item_vectors(model, packer)
+    table = model.category_embedding.embeddings.numpy()
+    for i, cats in enumerate(task.item_categories):
+        np.testing.assert_allclose(full[i] - text[i], table[cats].mean(axis=0), atol=1e-5)
+    out = model.with_extras(tf.zeros([1, table.shape[1]]), tf.constant([-1])).numpy()
+    assert not out.any()  # a padding slot gets nothing
+    # The export adds the category part to a catalogue item's text, not to a new text.
+    root, signatures = task.serving_root(model, packer)
+    vectors = signatures["encode_items"](item_text=tf.constant(
+        [task.item_texts[0], "a new film. drama"]))["item_vector"].numpy()
+    np.testing.assert_allclose(vectors[0], full[0], atol=1e-4)
+    text_only = model.encode_tokens(packer.with_length(task.params.item_max_length)(
+        tf.constant(["a new film. drama"]))["token_ids"]).numpy()[0]
+    np.testing.assert_allclose(vectors[1], text_only, atol=1e-4)

@@ -75,6 +75,10 @@ class RecommendConfig:
     # score well too (cold items). The export recognises known items by their text.
     item_id_embedding: bool = False
     id_dropout: float = 0.5
+    # Categorical item columns (e.g. genres; several values separated by ',' or '|'): a
+    # learned vector per value, their mean added to the item's vector. Known for every
+    # catalogue item, trained or not, so they carry what warm items taught to cold ones.
+    item_category_columns: list[str] = dataclasses.field(default_factory=list)
 
     def problems(self) -> list[str]:
         return [message for ok, message in [
@@ -125,9 +129,22 @@ def item_text(values: dict, columns: list[str]) -> str:
     return ". ".join(parts)
 
 
-def read_items(p: RecommendConfig, fmt: str) -> tuple[list[str], list[str]]:
-    """(item ids, item texts) from the items file, validated row by row."""
-    rows = read_rows(p.items_file, [p.item_id_column, *p.item_text_columns],
+CATEGORY_SEPARATORS = re.compile(r"[,|]")
+
+
+def item_categories(values: dict, columns: list[str]) -> list[str]:
+    """An item's categorical values as 'column=value' strings (values split on ',' / '|')."""
+    return sorted({f"{c}={v.strip().lower()}" for c in columns
+                   for v in CATEGORY_SEPARATORS.split(values[c]) if v.strip()})
+
+
+def read_items(p: RecommendConfig, fmt: str, categories: Optional[list] = None
+               ) -> tuple[list[str], list[str]]:
+    """(item ids, item texts) from the items file, validated row by row; each item's
+    item_category_columns values are appended to `categories` when given."""
+    extra = [c for c in p.item_category_columns
+             if c not in (p.item_id_column, *p.item_text_columns)]
+    rows = read_rows(p.items_file, [p.item_id_column, *p.item_text_columns, *extra],
                      fmt)
     first: dict[str, int] = {}
     item_ids, item_texts = [], []
@@ -145,6 +162,8 @@ def read_items(p: RecommendConfig, fmt: str) -> tuple[list[str], list[str]]:
         first[item_id] = row
         item_ids.append(item_id)
         item_texts.append(text)
+        if categories is not None:
+            categories.append(item_categories(values, p.item_category_columns))
     return item_ids, item_texts
 
 

@@ -3,6 +3,7 @@ user vector, dot or MLP scorer."""
 from __future__ import annotations
 
 import keras
+import numpy as np
 import tensorflow as tf
 
 from tasks.recommend.data import RecommendConfig
@@ -73,7 +74,7 @@ class RecommendModel(keras.Model):
     LENGTH_MULTIPLE = 8
 
     def __init__(self, item_encoder: keras.Model, cfg: RecommendConfig, pad_id: int,
-                 n_items: int = 0, **kwargs):
+                 n_items: int = 0, categories: list = (), n_categories: int = 0, **kwargs):
         super().__init__(**kwargs)
         self.item_encoder = item_encoder
         # float32 on top of a mixed-precision encoder: attention softmax and scores.
@@ -97,6 +98,21 @@ class RecommendModel(keras.Model):
             self.known_items = self.add_weight(shape=(n_items,), initializer="zeros",
                                                trainable=False, name="known_items",
                                                dtype="float32")
+        # recommend.item_category_columns: each item's category ids (0 pads), fixed by the
+        # items file; their learned vectors' mean is added to the item's.
+        self.category_embedding = None
+        if n_categories:
+            width = max(1, max(len(c) for c in categories))
+            table = np.zeros([n_items, width], np.int32)
+            for i, ids in enumerate(categories):
+                table[i, :len(ids)] = ids
+            self.item_category_table = self.add_weight(
+                shape=table.shape, initializer=keras.initializers.Constant(table),
+                trainable=False, name="item_category_table", dtype="int32")
+            self.category_embedding = keras.layers.Embedding(
+                n_categories + 1, cfg.embedding_dim, embeddings_initializer="zeros",
+                name="item_category_embedding", dtype="float32")
+            self.category_embedding.build((None,))
         # recommend.text_encoder frozen: the backbone does not train, so each item's pooled
         # backbone output is computed once (FeatureTableFill) and training steps run only
         # the head over this table: no backbone pass per step.
@@ -118,9 +134,18 @@ class RecommendModel(keras.Model):
         user = self.user_pooling(history, history_mask)
         return self.scorer(user, candidates, side)
 
-    def with_ids(self, vectors, index, training=False):
-        """Text vectors [..., dim] of items `index` plus the id vectors of known items (kept
-        with probability 1 - id_dropout in training); unchanged without id embeddings."""
+    def with_extras(self, vectors, index, training=False):
+        """Text vectors [..., dim] of items `index` plus their category vectors' mean
+        (recommend.item_category_columns) and the id vectors of known items (kept with
+        probability 1 - id_dropout in training); unchanged without either."""
+        if self.category_embedding is not None:
+            cats = tf.gather(self.item_category_table, tf.maximum(index, 0))
+            present = tf.cast(cats > 0, tf.float32) * tf.cast(index >= 0, tf.float32)[
+                ..., tf.newaxis]
+            summed = tf.reduce_sum(tf.cast(self.category_embedding(cats), tf.float32)
+                                   * present[..., tf.newaxis], axis=-2)
+            mean = summed / tf.maximum(tf.reduce_sum(present, -1), 1.0)[..., tf.newaxis]
+            vectors = tf.cast(vectors, tf.float32) + mean
         if self.id_embedding is None:
             return vectors
         ids = tf.maximum(index, 0)
@@ -156,8 +181,8 @@ class RecommendModel(keras.Model):
         else:
             history, candidates = self._encode_slots([(h_ids, h_tok), (c_ids, c_tok)],
                                                      training)
-        history = self.with_ids(history, h_ids, training)
-        candidates = self.with_ids(candidates, c_ids, training)
+        history = self.with_extras(history, h_ids, training)
+        candidates = self.with_extras(candidates, c_ids, training)
         return self.score_vectors(history, h_ids >= 0, candidates, inputs["side"])
 
     def _in_batch(self, inputs, training):
@@ -174,9 +199,9 @@ class RecommendModel(keras.Model):
         else:
             history, positives, negatives = self._encode_slots(
                 [(h_ids, inputs["history_tokens"]), *parts], training)
-        history = self.with_ids(history, h_ids, training)
-        positives = self.with_ids(positives, p_ids, training)
-        negatives = self.with_ids(negatives, n_ids, training)
+        history = self.with_extras(history, h_ids, training)
+        positives = self.with_extras(positives, p_ids, training)
+        negatives = self.with_extras(negatives, n_ids, training)
         user = self.user_pooling(history, h_ids >= 0)
         dim = tf.shape(positives)[-1]
         candidates = tf.concat([positives[:, 0], tf.reshape(negatives, [-1, dim])], axis=0)

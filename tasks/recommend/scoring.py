@@ -31,7 +31,7 @@ class RecommendScoring:
             ds = texts_only_dataset(self.item_texts, self._item_packer(packer),
                                     self.config.trainer.global_batch_size)
             vectors = np.asarray(model.item_encoder.predict(ds, verbose=0), np.float32)
-        return model.with_ids(tf.constant(vectors), index).numpy() if with_ids else vectors
+        return model.with_extras(tf.constant(vectors), index).numpy() if with_ids else vectors
 
     def item_features(self, model: RecommendModel, packer) -> np.ndarray:
         """[items, hidden]: every catalogue item's pooled backbone output (frozen mode)."""

@@ -14,8 +14,9 @@ class ServingRecommender(tf.Module):
                  known_texts: list[str] = (), id_vectors=None):
         super().__init__(name="recommender")
         self.model = model
-        # recommend.item_id_embedding: an item whose text is a known item's gets that
-        # item's id vector added; any other text is scored from its text alone.
+        # recommend.item_id_embedding / item_category_columns: an item whose text is a
+        # catalogue item's gets that item's id and category vectors added (id_vectors);
+        # any other text is scored from its text alone.
         self.with_ids = id_vectors is not None
         if self.with_ids:
             self.id_vectors = tf.Variable(tf.constant(id_vectors, tf.float32),

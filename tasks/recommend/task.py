@@ -49,6 +49,8 @@ class RecommendTask(RecommendScoring, Task):
         super().__init__(config)
         self.item_ids: list[str] = []
         self.item_texts: list[str] = []
+        self.item_categories: list[list[int]] = []  # recommend.item_category_columns ids
+        self.n_categories = 0
         self.skipped: dict[str, list] = {}
         self.popularity: Optional[np.ndarray] = None  # interactions: training positives
         self._zero_shot: Optional[np.ndarray] = None
@@ -67,7 +69,12 @@ class RecommendTask(RecommendScoring, Task):
             p.items_file = str(SAMPLES / "recommend_items.tsv")
         if p.items_file is None:
             raise ConfigError("recommend.items_file is required with your own impressions")
-        self.item_ids, self.item_texts = read_items(p, self.config.data.format)
+        values: list = []
+        self.item_ids, self.item_texts = read_items(p, self.config.data.format, values)
+        vocabulary = sorted({v for item in values for v in item})
+        index = {v: k + 1 for k, v in enumerate(vocabulary)}  # 0 pads
+        self.item_categories = [[index[v] for v in item] for item in values]
+        self.n_categories = len(vocabulary)
 
     def _read_impressions(self, path) -> Impressions:
         imps, skipped = read_impressions(path, self.params, self.config.data.format,
@@ -238,7 +245,8 @@ class RecommendTask(RecommendScoring, Task):
                                     dtype="float32")(pooled)
         encoder = keras.Model(inputs, vector, name="item_encoder")
         model = RecommendModel(encoder, self.params, loaded.tokenizer.token_to_id("[PAD]"),
-                               n_items=len(self.item_ids), name="recommender")
+                               n_items=len(self.item_ids), categories=self.item_categories,
+                               n_categories=self.n_categories, name="recommender")
         ids = tf.constant([[[1, 2, 3]]], tf.int32)
         model({"history_index": tf.constant([[0]]), "history_tokens": ids,
                "candidate_index": tf.constant([[1]]), "candidate_tokens": ids,
@@ -280,17 +288,22 @@ class RecommendTask(RecommendScoring, Task):
 
     # --- serving ----------------------------------------------------------------------
     def serving_root(self, model, packer):
-        known = (np.flatnonzero(model.known_items.numpy() > 0)
-                 if model.id_embedding is not None else np.zeros(0, int))
+        # Catalogue items whose vector is more than their text's (id and category
+        # vectors): the export adds that part when it is sent such an item's text.
+        extras = None
+        if model.id_embedding is not None or model.category_embedding is not None:
+            index = tf.range(len(self.item_ids))
+            extras = model.with_extras(tf.zeros([len(self.item_ids),
+                                                 self.params.embedding_dim]), index).numpy()
         first = {}  # two items with the same text: the export can tell only the first
-        for i in known:
+        for i in (np.flatnonzero(np.abs(extras).sum(axis=1) > 0) if extras is not None
+                  else []):
             first.setdefault(self.item_texts[i], int(i))
-        known = np.array(sorted(first.values()), int)
+        known = sorted(first.values())
         base = ServingRecommender(model, self._item_packer(packer),
                                   len(self.params.side_feature_columns),
                                   [self.item_texts[i] for i in known],
-                                  model.id_embedding(tf.constant(known, tf.int32)).numpy()
-                                  if len(known) else None)
+                                  extras[known] if known else None)
         root = CatalogueModule(base, self.item_ids, self.item_texts,
                                self.item_vectors(model, packer), self.params.top_k)
         return root, root.signatures()
