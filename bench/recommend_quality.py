@@ -93,6 +93,8 @@ def _cell(values) -> str:
 
 
 def set_markdown(name: str, block: dict) -> list[str]:
+    if not block["variants"]:
+        return [f"### {name}", "", *speed_markdown(block.get("speed"))]
     first = next(iter(block["variants"].values()))
     test0 = first[0]["test"]
     lines = [f"### {name}", "",
@@ -127,7 +129,11 @@ def set_markdown(name: str, block: dict) -> list[str]:
                      f"{statistics.fmean(best) / 100:.4f} = "
                      f"{statistics.fmean(ours) / statistics.fmean(best):.2f}×, "
                      f"{d['mean']:+.2f} {interval}")
-    speed = block.get("speed")
+    return lines + speed_markdown(block.get("speed"))
+
+
+def speed_markdown(speed: dict | None) -> list[str]:
+    lines = []
     if speed:
         base = next(iter(speed.values()))["train_examples_per_second"]
         lines += ["", "Training speed (one-epoch runs back to back, same data and seed; "
@@ -188,7 +194,7 @@ def main(argv=None) -> None:
         return render([json.loads(Path(f).read_text(encoding="utf-8")) for f in args.render],
                       Path(args.out))
     names = _names(args.sets, SETS, "set")
-    variants = _names(args.variants, VARIANTS, "variant")
+    variants = _names(args.variants, VARIANTS, "variant") if args.variants else []
     speed = [] if args.no_speed else _names(args.speed, VARIANTS, "variant")
     root, work = Path(args.data_root), Path(args.work)
     for name in names:
@@ -216,9 +222,10 @@ def main(argv=None) -> None:
                 print(f"[recommend] {name} {variant} seed {seed}: " + "  ".join(
                     f"{s} nDCG@10 {row(metrics['test'], s)['ndcg@10']:.4f}" for s in SYSTEMS)
                     + f"  ({metrics['command_seconds']:.0f} s)", flush=True)
-        test = block["variants"][variants[0]][0]["test"]
-        block["eval_negatives"] = test["candidates"] // test["impressions"] - 1
         block["catalogue"] = sum(1 for _ in open(data / "items.csv", encoding="utf-8")) - 1
+        if variants:
+            test = block["variants"][variants[0]][0]["test"]
+            block["eval_negatives"] = test["candidates"] // test["impressions"] - 1
         if speed:
             block["speed"] = {}
             for variant in speed:  # back to back, one epoch each, same data and seed
@@ -240,10 +247,21 @@ def render(results: list[dict], out: Path) -> None:
     from runs over different sets (joined, their commands listed)."""
     result = {**results[0], "sets": {}, "command": " ; ".join(r["command"] for r in results)}
     for r in results:
-        twice = set(r["sets"]) & set(result["sets"])
-        if twice:
-            raise SystemExit(f"error: set {sorted(twice)[0]} is in two runs")
-        result["sets"].update(r["sets"])
+        for name, block in r["sets"].items():
+            if name not in result["sets"]:
+                result["sets"][name] = {**block, "variants": dict(block["variants"]),
+                                        "speed": dict(block.get("speed", {}))}
+                continue
+            # The same set from two runs: their variants and speed runs join, none twice.
+            joined = result["sets"][name]
+            for part in ("variants", "speed"):
+                twice = set(block.get(part, {})) & set(joined[part])
+                if twice:
+                    raise SystemExit(f"error: set {name}: {part} {sorted(twice)[0]} is in "
+                                     f"two runs")
+                joined[part].update(block.get(part, {}))
+            for key in ("eval_negatives", "catalogue"):
+                joined.setdefault(key, block.get(key))
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "quality_recommend.json", result)
     table = markdown(result)

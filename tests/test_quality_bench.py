@@ -98,18 +98,26 @@ def test_recommend_bench_writes_model_and_baselines_from_the_run(tmp_path):
     for system in ("| model |", "| model (config) |", "| popularity |", "| item_knn |",
                    "| bpr_mf |", "- config: ", "× first"):
         assert system in table
-    # --render joins runs over different sets; the same set twice is refused.
+    # --render joins runs over different sets, and a set's variants and speed runs from
+    # different runs; the same variant twice is refused.
     raw = tmp_path / "quality_recommend.json"
-    other = json.loads(raw.read_text())
-    other["sets"] = {"movielens100k": other["sets"]["movielens"]}
-    (tmp_path / "other.json").write_text(json.dumps(other))
-    again = run_cli("bench.recommend_quality", "--render", raw, tmp_path / "other.json",
+    full = json.loads(raw.read_text())
+    block = full["sets"]["movielens"]
+    parts = {"other": {"movielens100k": block},
+             "quality": {"movielens": {**block, "speed": {}}},
+             "speed": {"movielens": {**block, "variants": {}}}}
+    for name, sets in parts.items():
+        (tmp_path / f"{name}.json").write_text(json.dumps({**full, "sets": sets}))
+    again = run_cli("bench.recommend_quality", "--render", *(tmp_path / f"{n}.json"
+                                                             for n in parts),
                     "--out", tmp_path / "joined")
     assert again.returncode == 0, again.stderr[-2000:]
     joined = (tmp_path / "joined" / "QUALITY.md").read_text()
     assert "### movielens\n" in joined and "### movielens100k" in joined
+    assert joined.count("× first") == 2 and joined.count("| model (config) |") == 2
     twice = run_cli("bench.recommend_quality", "--render", raw, raw, "--out", tmp_path / "x")
-    assert twice.returncode != 0 and "set movielens is in two runs" in twice.stderr
+    assert twice.returncode != 0
+    assert "set movielens: variants config is in two runs" in twice.stderr
 
 
 def test_unknown_dataset_is_a_one_line_error(tmp_path):
