@@ -259,3 +259,24 @@ def test_reindex_adds_an_item_that_is_then_retrieved(log_run, tmp_path):
                   "--text-columns", "title,plot")
     assert bad.returncode != 0 and "plot" in bad.stderr and "Traceback" not in bad.stderr
     assert not (export / "3").exists()
+
+
+def test_evaluation_negatives_do_not_depend_on_the_training_targets(tmp_path):
+    """Recipes that train on more or fewer targets per user rank the same test candidates."""
+    import random
+
+    from tasks.recommend.data import RecommendConfig
+    from tasks.recommend.interactions import read_interactions
+
+    rng = random.Random(0)
+    items = [str(i) for i in range(40)]
+    rows = [{"user_id": u, "item_id": str(i), "timestamp": t}
+            for u in range(6) for t, i in enumerate(rng.sample(range(40), 12))]
+    log = write_csv(tmp_path / "log.csv", rows)
+    splits = {}
+    for targets in (None, 2):
+        p = RecommendConfig(data_format="interactions", train_targets_per_user=targets)
+        splits[targets] = read_interactions(log, p, "csv", items, 3, lambda _: None).splits
+    assert len(splits[None]["train"].ids) > len(splits[2]["train"].ids)
+    for split in ("validation", "test"):
+        assert splits[None][split].candidates == splits[2][split].candidates

@@ -68,6 +68,9 @@ def read_interactions(path, p: RecommendConfig, fmt: str, item_ids: list[str], s
     skipped: dict[str, list] = {}
     events = _read_events(path, p, fmt, item_ids, skipped)
     rng = np.random.default_rng(seed)
+    # Validation and test negatives from their own stream: every recipe of a seed ranks the
+    # same candidates, however many training targets (and negatives) it draws.
+    eval_rng = np.random.default_rng([seed, 1])
     n_items, holdout = len(item_ids), p.holdout
     out = {s: Impressions([], [], [], [], np.zeros([0, 0], np.float32),
                           f"{path} ({s}: leave-last-out)") for s in ("train", "validation",
@@ -106,7 +109,8 @@ def read_interactions(path, p: RecommendConfig, fmt: str, item_ids: list[str], s
             k = p.negatives if split == "train" else p.eval_negatives
             imps.ids.append(f"{user}#{j}")
             imps.history.append(positives[max(0, j - p.max_history):j])
-            imps.candidates.append([positive] + _sample(rng, pool, k))
+            imps.candidates.append([positive] + _sample(rng if split == "train" else eval_rng,
+                                                        pool, k))
             imps.clicks.append([1] + [0] * (len(imps.candidates[-1]) - 1))
     for imps in out.values():
         imps.side = np.zeros([len(imps.ids), 0], np.float32)
