@@ -134,3 +134,17 @@ def test_reindexed_intent_export_keeps_the_reference_and_recalibrates_on_it(tmp_
     assert record["calibration"]["examples"] == len(questions)
     out = new_root.answer(tf.constant(questions))
     assert [t.decode() for t in out["answer_texts"].numpy()[:, 0]][0].startswith("new text")
+
+
+def test_a_run_calibrated_before_handoff_scores_keeps_softmax(tmp_path):
+    from tfapp.core.backbone import TextPacker, load_backbone
+
+    task = _intent_task(tmp_path, "auto")
+    splits = task.load_splits()
+    loaded = load_backbone("tiny")
+    packer = TextPacker(loaded.tokenizer, 16)
+    model = task.build_model(loaded)
+    task.set_calibration({"threshold": 0.5, "objective": "balanced"})  # an older run's file
+    assert task.handoff_score() == "softmax" and task.handoff_reference(model, packer) is None
+    scores, confidence = task.scored(model, splits["test"].questions, packer)
+    np.testing.assert_array_equal(confidence, scores.max(axis=1))

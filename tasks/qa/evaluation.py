@@ -54,10 +54,17 @@ class QAEvaluation:
                                texts_only_dataset)
         return tf.nn.softmax(logits, axis=-1).numpy()
 
+    def handoff_score(self) -> str:
+        """The score the threshold applies to: the calibration's (a run calibrated before
+        qa.handoff_score existed was calibrated on softmax), else qa.handoff_score's."""
+        if self.calibration is not None:
+            return self.calibration.get("handoff_score", "softmax")
+        return resolved_score(self.params)
+
     def handoff_reference(self, model, packer) -> Optional[np.ndarray]:
-        """The reference embeddings of qa.handoff_score for `model` (None for softmax):
+        """The reference embeddings of the hand-off score for `model` (None for softmax):
         computed from the training questions once per model."""
-        score = resolved_score(self.params)
+        score = self.handoff_score()
         if self.retrieval or score not in EMBEDDING_SCORES:
             return None
         if self._reference is None or self._reference[0] is not model:
@@ -84,7 +91,7 @@ class QAEvaluation:
         result = calibrate_handoff(scores, validation.answers, oos, p.target_precision,
                                    confidences)
         reference = self.handoff_reference(model, packer)
-        return {**result, "handoff_score": resolved_score(p),
+        return {**result, "handoff_score": self.handoff_score(),
                 **({"reference_size": len(reference)} if reference is not None else {}),
                 "calibrated_on": validation.source}
 
@@ -113,7 +120,7 @@ class QAEvaluation:
         if "handoff" in metrics:
             h = metrics["handoff"]
             lines.append(f"hand-off at threshold {h['threshold']:.4f} "
-                         f"({resolved_score(self.params)}): answers {h['coverage']:.1%} of "
+                         f"({self.handoff_score()}): answers {h['coverage']:.1%} of "
                          f"questions with precision {h['precision']:.4f}, hands off "
                          f"{1 - h['coverage']:.1%}")
         if "out_of_scope" in metrics:
