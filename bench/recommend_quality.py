@@ -98,7 +98,7 @@ def set_markdown(name: str, block: dict) -> list[str]:
     first = next(iter(block["variants"].values()))
     test0 = first[0]["test"]
     lines = [f"### {name}", "",
-             f"Config `{Path(block['config']).relative_to(REPO)}`; leave-last-out test users "
+             f"Config `configs/{Path(block['config']).name}`; leave-last-out test users "
              f"({test0['impressions']} held-out positives, each against "
              f"{block['eval_negatives']} sampled never-interacted items; whole catalogue "
              f"{block['catalogue']} items; {test0['cold_items']['model']['impressions']} cold "
