@@ -61,17 +61,21 @@ def _intent_task(tmp_path, score):
     return get_task("qa")(cfg)
 
 
-@pytest.mark.parametrize("score", ["auto", "centroid", "softmax"])
-def test_calibration_evaluation_and_export_share_the_confidence(tmp_path, score):
-    import tensorflow as tf
-
+def _untrained(tmp_path, score):
+    """(task, splits, untrained tiny model, packer) for the bot files at `score`."""
     from tfapp.core.backbone import TextPacker, load_backbone
 
     task = _intent_task(tmp_path, score)
     splits = task.load_splits()
     loaded = load_backbone("tiny")
-    packer = TextPacker(loaded.tokenizer, 16)
-    model = task.build_model(loaded)
+    return task, splits, task.build_model(loaded), TextPacker(loaded.tokenizer, 16)
+
+
+@pytest.mark.parametrize("score", ["auto", "centroid", "softmax"])
+def test_calibration_evaluation_and_export_share_the_confidence(tmp_path, score):
+    import tensorflow as tf
+
+    task, splits, model, packer = _untrained(tmp_path, score)
     calibration = task.calibrate(model, splits["validation"], packer)
     task.set_calibration(calibration)
     resolved = {"auto": "nearest"}.get(score, score)
@@ -108,13 +112,7 @@ def test_reindexed_intent_export_keeps_the_reference_and_recalibrates_on_it(tmp_
 
     from tasks.qa.answer_bank import AnswerBank
     from tasks.qa.index import reindexed_root
-    from tfapp.core.backbone import TextPacker, load_backbone
-
-    task = _intent_task(tmp_path, "nearest")
-    splits = task.load_splits()
-    loaded = load_backbone("tiny")
-    packer = TextPacker(loaded.tokenizer, 16)
-    model = task.build_model(loaded)
+    task, splits, model, packer = _untrained(tmp_path, "nearest")
     task.set_calibration(task.calibrate(model, splits["validation"], packer))
     root, signatures = task.serving_root(model, packer)
     export = tmp_path / "export"
@@ -137,13 +135,7 @@ def test_reindexed_intent_export_keeps_the_reference_and_recalibrates_on_it(tmp_
 
 
 def test_a_run_calibrated_before_handoff_scores_keeps_softmax(tmp_path):
-    from tfapp.core.backbone import TextPacker, load_backbone
-
-    task = _intent_task(tmp_path, "auto")
-    splits = task.load_splits()
-    loaded = load_backbone("tiny")
-    packer = TextPacker(loaded.tokenizer, 16)
-    model = task.build_model(loaded)
+    task, splits, model, packer = _untrained(tmp_path, "auto")
     task.set_calibration({"threshold": 0.5, "objective": "balanced"})  # an older run's file
     assert task.handoff_score() == "softmax" and task.handoff_reference(model, packer) is None
     scores, confidence = task.scored(model, splits["test"].questions, packer)

@@ -36,7 +36,7 @@ def test_unseen_items_score_from_text_alone_and_id_dropout_drops_the_id_part(tmp
     model.known_items.assign(known)
     rng = np.random.default_rng(0)
     model.id_embedding.embeddings.assign(rng.normal(size=model.id_embedding.embeddings.shape))
-    text = task.item_vectors(model, packer, with_ids=False)
+    text = task.item_vectors(model, packer, with_extras=False)
     full = task.item_vectors(model, packer)
     unseen, seen = np.flatnonzero(known == 0), np.flatnonzero(known == 1)
     np.testing.assert_array_equal(full[unseen], text[unseen])  # exactly the text score
@@ -105,7 +105,7 @@ def test_items_sharing_a_category_share_its_vector_cold_or_not(tmp_path):
     assert task.n_categories == 6 and all(len(c) == 1 for c in task.item_categories)
     model.category_embedding.embeddings.assign(
         np.random.default_rng(2).normal(size=model.category_embedding.embeddings.shape))
-    text = task.item_vectors(model, packer, with_ids=False)
+    text = task.item_vectors(model, packer, with_extras=False)
     full = task.item_vectors(model, packer)
     table = model.category_embedding.embeddings.numpy()
     for i, cats in enumerate(task.item_categories):

@@ -20,10 +20,11 @@ from tfapp.core.datasets import texts_only_dataset
 class RecommendScoring:
     """Scores of a trained RecommendModel, and the task's test report."""
 
-    def item_vectors(self, model: RecommendModel, packer, with_ids: bool = True) -> np.ndarray:
+    def item_vectors(self, model: RecommendModel, packer, with_extras: bool = True) -> np.ndarray:
         """[items, dim]: every catalogue item encoded once (frozen text encoder: the item
         head over the feature table, the same function without the backbone pass), plus
-        the known items' id vectors (recommend.item_id_embedding) unless not `with_ids`."""
+        their id and category vectors (recommend.item_id_embedding, item_category_columns)
+        unless not `with_extras`."""
         index = tf.range(len(self.item_ids))
         if model.frozen_text:
             vectors = model.table_vectors(index).numpy()
@@ -31,7 +32,7 @@ class RecommendScoring:
             ds = texts_only_dataset(self.item_texts, self._item_packer(packer),
                                     self.config.trainer.global_batch_size)
             vectors = np.asarray(model.item_encoder.predict(ds, verbose=0), np.float32)
-        return model.with_extras(tf.constant(vectors), index).numpy() if with_ids else vectors
+        return model.with_extras(tf.constant(vectors), index).numpy() if with_extras else vectors
 
     def item_features(self, model: RecommendModel, packer) -> np.ndarray:
         """[items, hidden]: every catalogue item's pooled backbone output (frozen mode)."""

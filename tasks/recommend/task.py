@@ -279,7 +279,7 @@ class RecommendTask(RecommendScoring, Task):
         out = [EpochMetrics(lambda model: self.impression_logs(model, validation, packer))]
         if self.params.history_cache and self.params.text_encoder != "frozen":
             out.append(HistoryCacheRefresh(  # text vectors: the id part is added per step
-                lambda model: self.item_vectors(model, packer, with_ids=False)))
+                lambda model: self.item_vectors(model, packer, with_extras=False)))
         if self.params.item_id_embedding:
             out.append(KnownItemsFill(lambda: self._known_items))
         if self.params.text_encoder == "frozen":
