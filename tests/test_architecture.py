@@ -3,7 +3,8 @@
 Layers, bottom up:
   core        tfapp/core/ (and the tfapp package itself): config, data, backbone, distribute,
               run dirs, logging, errors, the task contract and registry
-  workflows   tfapp/serving/ < tfapp/training/ < tfapp/pretraining/, tfapp/compression/
+  workflows   tfapp/serving/ < tfapp/scoring/, tfapp/training/ < tfapp/pretraining/,
+              tfapp/compression/
               < tfapp/levers/ < tfapp/hyperparameter_search/
   tasks       tasks/<task>/: one package per task with its scenario code
   commands    modules directly in tfapp/ (python -m tfapp.<command>) and bench/
@@ -22,7 +23,7 @@ import pytest
 from conftest import REPO
 
 ROOTS = ("tfapp", "tasks", "bench")
-WORKFLOW_RANK = {"serving": 1, "training": 2, "pretraining": 3, "compression": 3,
+WORKFLOW_RANK = {"serving": 1, "scoring": 2, "training": 2, "pretraining": 3, "compression": 3,
                  "levers": 4, "hyperparameter_search": 5}
 
 

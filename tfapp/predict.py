@@ -24,7 +24,8 @@ def read_texts(path: str, column: str, fmt: str = "auto") -> list[str]:
         if not p.is_file():
             raise DataError(p, "file not found")
         try:
-            lines = p.read_text(encoding="utf-8-sig").splitlines()
+            # Only "\n" ends a line (as in tfapp.score): a text may hold U+2028 and kin.
+            lines = [t.rstrip("\r") for t in p.read_text(encoding="utf-8-sig").split("\n")]
         except UnicodeDecodeError as e:
             raise DataError(p, f"invalid UTF-8 at byte {e.start}") from None
         texts = [t for t in lines if t.strip()]
@@ -39,33 +40,35 @@ def read_texts(path: str, column: str, fmt: str = "auto") -> list[str]:
     return texts
 
 
-def _decoded(value):
-    """Lists of bytes (string outputs such as top-k answer ids) as JSON-ready str."""
-    if isinstance(value, list):
-        return [_decoded(v) for v in value]
-    return value.decode() if isinstance(value, bytes) else value
+def read_records(path: str, fmt: str, io) -> list[tuple[dict, dict]]:
+    """(fields, signature inputs) of every record of a CSV/TSV/JSONL file, for a signature
+    that takes more than one text (e.g. a recommend export's history and candidates); the
+    first bad row stops with an error naming it."""
+    from tfapp.scoring.records import BadRow, format_of
+    from tfapp.scoring.records import read_records as records_of
+    from tfapp.scoring.signature_io import RecordError
 
-
-def rows_of(outputs: dict, n: int) -> list[dict]:
-    """Per-input dicts; `X_probabilities` paired with `X_classes` become {class: p}."""
-    arrays = {k: v.numpy() for k, v in outputs.items()}
-    rows = []
-    for i in range(n):
-        row = {}
-        for key, value in sorted(arrays.items()):
-            if key.endswith("classes"):
-                continue
-            item = value[i]
-            classes = arrays.get(key.replace("probabilities", "classes"))
-            if key.endswith("probabilities") and classes is not None:
-                item = {c.decode(): round(float(p), 6) for c, p in zip(classes[i], item)}
-            elif isinstance(item, bytes):
-                item = item.decode()
-            elif hasattr(item, "tolist"):
-                item = _decoded(item.tolist())
-            row[key] = item
-        rows.append(row)
-    return rows
+    p = Path(path)
+    if not p.is_file():
+        raise DataError(p, "file not found" if not p.exists() else "not a regular file")
+    try:
+        fmt = format_of(str(p), fmt)
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+    if fmt == "txt":
+        raise DataError(p, f"this signature takes {io.describe()}: give a JSONL or CSV file")
+    out = []
+    with open(p, "rb") as raw:
+        for item in records_of(raw, str(p), fmt):
+            if isinstance(item, BadRow):
+                raise DataError(p, item.reason, item.row, item.field)
+            try:
+                out.append((item.fields, io.inputs_of(item.fields)))
+            except RecordError as e:
+                raise DataError(p, str(e), item.row, e.field) from None
+    if not out:
+        raise DataError(p, "file has no data rows")
+    return out
 
 
 @cli_main
@@ -85,9 +88,7 @@ def main(argv=None):
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     if any(not t.strip() for t in args.text):
         raise ConfigError("--text: an empty text has nothing to score")
-    texts = list(args.text) + (read_texts(args.file, args.column, args.format)
-                               if args.file else [])
-    if not texts:
+    if not args.text and not args.file:
         parser.error("give --text or --file")
 
     import tensorflow as tf
@@ -104,20 +105,30 @@ def main(argv=None):
         raise TfappError(f"{export}: no signature '{args.signature}' "
                          f"(has: {', '.join(model.signatures)})")
     fn = model.signatures[args.signature]
+    from tfapp.scoring.signature_io import RecordError, SignatureIO
+
     inputs = fn.structured_input_signature[1]
-    text_inputs = [k for k, spec in inputs.items()
-                   if spec.dtype == tf.string and spec.shape.rank == 1]
-    if len(inputs) != 1 or not text_inputs or text_inputs[0] == "inputs":
-        raise TfappError(f"{export}: signature '{args.signature}' takes "
-                         f"{', '.join(f'{k} {v.shape}' for k, v in inputs.items())}"
-                         + (" (serialized tf.Example: the Classify API)"
-                            if "inputs" in inputs else "")
-                         + ", not a list of texts; use serving_default")
-    name = text_inputs[0]
-    for start in range(0, len(texts), args.batch_size):
-        batch = texts[start:start + args.batch_size]
-        for text, row in zip(batch, rows_of(fn(**{name: tf.constant(batch)}), len(batch))):
-            print(json.dumps({"text": text, **row}, ensure_ascii=False))
+    if "inputs" in inputs and len(inputs) == 1:
+        raise TfappError(f"{export}: signature '{args.signature}' takes inputs "
+                         f"{inputs['inputs'].shape} (serialized tf.Example: the Classify API)"
+                         f", not a list of texts; use serving_default")
+    try:
+        io = SignatureIO.of(fn)
+    except RecordError as e:
+        raise TfappError(f"{export}: {e}") from None
+    if list(io.fields.values()) == ["text"]:
+        texts = list(args.text) + (read_texts(args.file, args.column, args.format)
+                                   if args.file else [])
+        records = [({"text": t}, {io.names[0]: t}) for t in texts]
+    elif args.text:
+        raise ConfigError(f"{export}: signature '{args.signature}' takes {io.describe()}; "
+                          f"give them as JSONL or CSV rows with --file")
+    else:
+        records = read_records(args.file, args.format, io)
+    for start in range(0, len(records), args.batch_size):
+        batch = records[start:start + args.batch_size]
+        for (fields, _), row in zip(batch, io(fn, [inputs for _, inputs in batch])):
+            print(json.dumps({**fields, **row}, ensure_ascii=False))
     sys.stdout.flush()
 
 

@@ -29,7 +29,7 @@ from tasks.recommend.model import (
     KnownItemsFill,
     RecommendModel,
 )
-from tasks.recommend.scoring import RecommendScoring
+from tasks.recommend.candidate_scoring import RecommendScoring
 from tasks.recommend.signatures import ServingRecommender
 from tfapp.core.backbone import backbone_inputs, pooled_output
 from tfapp.core.errors import ConfigError
