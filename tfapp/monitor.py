@@ -1,9 +1,11 @@
-"""python -m tfapp.monitor --model EXPORT --input FILE [--follow]
+"""python -m tfapp.monitor --model EXPORT --input FILE [--follow | --engine beam]
 
 Scores a stream of texts with an exported sentiment(/topic) model, aggregates per topic in
 time windows, and raises an alert when a window's negative volume or share surges above
 its rolling baseline. Writes alerts.jsonl, windows.csv, negative_share.png, summary.json
-and TensorBoard scalars under --out.
+and TensorBoard scalars under --out. --engine beam runs the same analysis of a file as an
+Apache Beam pipeline (RunInference, event-time windows, a stateful surge step; the [beam]
+extra); further arguments are Beam pipeline options (--runner, --direct_num_workers, ...).
 """
 from __future__ import annotations
 
@@ -48,6 +50,28 @@ def check_options(args) -> None:
             raise ConfigError(message)
 
 
+def beam_scoring(export: Path, batch_size: int, threads: int | None):
+    """The Beam engine's scoring step: stream Records → RunInference over the export →
+    (Record, the monitor's fields of its outputs)."""
+    import apache_beam as beam
+    from apache_beam.ml.inference.base import RunInference
+
+    from tasks.sentiment.beam_monitor import monitor_fields
+    from tfapp.scoring.model_handler import ExportModelHandler, Prepared
+
+    handler = ExportModelHandler(str(export), min_batch_size=max(1, batch_size // 4),
+                                 max_batch_size=batch_size, threads=threads)
+
+    def fields_of(result):
+        out = result.inference
+        return result.example.record, monitor_fields(out["label"], out["probabilities"],
+                                                     out.get("topic_label"))
+
+    return ("Inputs" >> beam.Map(lambda r: Prepared(r, {"text": r.text}))
+            | "RunInference" >> RunInference(handler)
+            | "MonitorFields" >> beam.Map(fields_of))
+
+
 @cli_main
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tfapp.monitor", description=__doc__,
@@ -69,6 +93,8 @@ def main(argv=None):
     parser.add_argument("--examples", type=int, default=d.examples)
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--follow", action="store_true", help="keep tailing the input")
+    parser.add_argument("--engine", choices=["inprocess", "beam"], default="inprocess",
+                        help="inprocess (default; --follow needs it) or beam")
     parser.add_argument("--max-latency", type=float, default=2.0,
                         help="--follow: score a partial batch after this many seconds")
     parser.add_argument("--poll-interval", type=float, default=0.5)
@@ -76,7 +102,12 @@ def main(argv=None):
                         help="--follow: stop after this many seconds without new lines")
     for field in dataclasses.fields(StreamFields):
         parser.add_argument(f"--{field.name}-field", default=field.default)
-    args = parser.parse_args(argv)
+    args, beam_args = parser.parse_known_args(argv)
+    if beam_args and args.engine != "beam":
+        parser.error(f"unrecognized arguments: {' '.join(beam_args)}")
+    if args.engine == "beam" and args.follow:
+        raise ConfigError("--follow tails a file in this process: use --engine inprocess "
+                          "(a Beam pipeline reads a stream source instead: docs/sentiment.md)")
     check_options(args)
 
     cfg = SurgeConfig(
@@ -95,10 +126,20 @@ def main(argv=None):
     out = Path(args.out) if args.out else Path("monitor") / f"{Path(args.input).stem}-{stamp}"
     say(f"monitor config: {json.dumps(dataclasses.asdict(cfg))}")
     say(f"model {scorer.export} (topic head: {scorer.has_topic}); writing {out}")
-    summary = run_monitor(scorer, reader, SurgeDetector(cfg), Outputs(out),
-                          batch_size=args.batch_size, follow=args.follow,
-                          max_latency=args.max_latency, poll_interval=args.poll_interval,
-                          idle_exit=args.idle_exit, say=say)
+    if args.engine == "beam":
+        from tasks.sentiment.beam_monitor import run_beam_monitor
+        from tfapp.score import beam_options
+
+        options, threads = beam_options(beam_args)
+        say(f"beam options: {' '.join(options)}")
+        summary = run_beam_monitor(args.input, fields, cfg,
+                                   beam_scoring(scorer.export, args.batch_size, threads),
+                                   Outputs(out), options, say=say)
+    else:
+        summary = run_monitor(scorer, reader, SurgeDetector(cfg), Outputs(out),
+                              batch_size=args.batch_size, follow=args.follow,
+                              max_latency=args.max_latency, poll_interval=args.poll_interval,
+                              idle_exit=args.idle_exit, say=say)
     say(f"summary: {json.dumps(summary)}")
     chart = ", negative_share.png" if (out / "negative_share.png").is_file() else ""
     say(f"wrote {out}/alerts.jsonl, windows.csv{chart}, summary.json, logs/")

@@ -19,6 +19,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tasks.recommend.candidate_scoring import RecommendScoring
 from tasks.recommend.catalogue import CatalogueModule
 from tasks.recommend.data import Impressions, RecommendConfig, read_impressions, read_items
 from tasks.recommend.in_batch import candidate_probabilities, in_batch_dataset
@@ -29,7 +30,6 @@ from tasks.recommend.model import (
     KnownItemsFill,
     RecommendModel,
 )
-from tasks.recommend.candidate_scoring import RecommendScoring
 from tasks.recommend.signatures import ServingRecommender
 from tfapp.core.backbone import backbone_inputs, pooled_output
 from tfapp.core.errors import ConfigError

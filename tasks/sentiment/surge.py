@@ -118,16 +118,32 @@ class SurgeDetector:
         ready = sorted((k for k, w in self.open.items() if flush or w.end <= self.watermark),
                        key=lambda k: (k[1], k[0]))
         for key in ready:
-            window = self.open.pop(key)
-            topic = window.topic
-            previous = self.last_closed.get(topic)
-            if previous is not None:
-                gap = max(previous + self.cfg.window_seconds,
-                          window.start - self.cfg.baseline_windows * self.cfg.window_seconds)
-                while gap < window.start:
-                    yield from self._close(Window(topic, gap, gap + self.cfg.window_seconds))
-                    gap += self.cfg.window_seconds
-            yield from self._close(window)
+            yield from self.close(self.open.pop(key))
+
+    def close(self, window: Window) -> Iterator[tuple[Window, Optional[dict]]]:
+        """Judges a finished window of its topic (after the empty windows of any gap since
+        the topic's last one); windows of one topic must come in time order."""
+        topic = window.topic
+        previous = self.last_closed.get(topic)
+        if previous is not None:
+            gap = max(previous + self.cfg.window_seconds,
+                      window.start - self.cfg.baseline_windows * self.cfg.window_seconds)
+            while gap < window.start:
+                yield from self._close(Window(topic, gap, gap + self.cfg.window_seconds))
+                gap += self.cfg.window_seconds
+        yield from self._close(window)
+
+    def topic_state(self, topic: str) -> dict:
+        """What `close` remembers of one topic, as plain data (a stateful pipeline step
+        keeps it between windows)."""
+        return {"history": list(self.history[topic]), "last_closed": self.last_closed.get(topic),
+                "quiet_until": self.quiet_until.get(topic)}
+
+    def restore_topic(self, topic: str, state: dict) -> None:
+        self.history[topic] = deque(state["history"], maxlen=self.cfg.baseline_windows)
+        for name in ("last_closed", "quiet_until"):
+            if state[name] is not None:
+                getattr(self, name)[topic] = state[name]
 
     def _close(self, window: Window):
         topic = window.topic
