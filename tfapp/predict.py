@@ -9,7 +9,6 @@ from pathlib import Path
 
 import tfapp  # noqa: F401
 from tfapp.core.errors import ConfigError, DataError, TfappError, cli_main
-from tfapp.core.export_layout import resolve_export
 
 
 def read_texts(path: str, column: str, fmt: str = "auto") -> list[str]:
@@ -91,22 +90,9 @@ def main(argv=None):
     if not args.text and not args.file:
         parser.error("give --text or --file")
 
-    import tensorflow as tf
-    import tensorflow_text  # noqa: F401  (registers the tokeniser ops the graph uses)
+    from tfapp.scoring.signature_io import RecordError, SignatureIO, load_signature
 
-    export = resolve_export(Path(args.model))
-    try:
-        model = tf.saved_model.load(str(export))
-    except Exception as e:  # a damaged export raises many kinds of errors
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TfappError(f"{export}: cannot load the SavedModel ({reason[:200]}); the "
-                         f"export is damaged or incomplete") from None
-    if args.signature not in model.signatures:
-        raise TfappError(f"{export}: no signature '{args.signature}' "
-                         f"(has: {', '.join(model.signatures)})")
-    fn = model.signatures[args.signature]
-    from tfapp.scoring.signature_io import RecordError, SignatureIO
-
+    export, fn = load_signature(args.model, args.signature)
     inputs = fn.structured_input_signature[1]
     if "inputs" in inputs and len(inputs) == 1:
         raise TfappError(f"{export}: signature '{args.signature}' takes inputs "

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import tfapp  # noqa: F401
 from tfapp.core.errors import ConfigError, TfappError, cli_main
-from tfapp.core.export_layout import resolve_export
 
 
 def beam_options(extra: list[str]) -> tuple[list[str], int | None]:
@@ -77,22 +76,6 @@ def first_fields(first: str, fmt: str) -> list[str]:
     raise TfappError(f"{first}: no readable row to take the CSV output's columns from")
 
 
-def load_signature(model: str, name: str):
-    import tensorflow as tf
-    import tensorflow_text  # noqa: F401
-
-    path = model if "://" in model else str(resolve_export(Path(model)))
-    try:
-        loaded = tf.saved_model.load(path)
-    except Exception as e:  # a damaged export raises many kinds of errors
-        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise TfappError(f"{path}: cannot load the SavedModel ({reason[:200]}); the "
-                         f"export is damaged or incomplete") from None
-    if name not in loaded.signatures:
-        raise TfappError(f"{path}: no signature '{name}' (has: {', '.join(loaded.signatures)})")
-    return path, loaded.signatures[name]
-
-
 @cli_main
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m tfapp.score", description=__doc__,
@@ -129,7 +112,7 @@ def main(argv=None):
     from tfapp.core.log import say
     from tfapp.core.rundir import write_json
     from tfapp.scoring.batch_pipeline import POSITION, ScoreJob, build, summary
-    from tfapp.scoring.signature_io import RecordError, SignatureIO
+    from tfapp.scoring.signature_io import RecordError, SignatureIO, load_signature
 
     # Worker processes inherit this: TensorFlow's start-up notices, once per worker, are noise.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "1")

@@ -6,8 +6,34 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
+
+
+def load_signature(model: str, name: str = "serving_default"):
+    """(export path, signature) of a SavedModel version dir, a model base (its highest
+    complete version) or a remote path (`gs://...`, used as is); damaged exports and
+    missing signatures are one-line TfappErrors."""
+    import tensorflow as tf
+    import tensorflow_text  # noqa: F401  (registers the tokeniser ops the graph uses)
+
+    from tfapp.core.errors import TfappError
+    from tfapp.core.export_layout import resolve_export
+
+    path = model if "://" in str(model) else str(resolve_export(Path(model)))
+    try:
+        loaded = tf.saved_model.load(path)
+    except Exception as e:  # a damaged export raises many kinds of errors
+        reason = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise TfappError(f"{path}: cannot load the SavedModel ({reason[:200]}); the "
+                         f"export is damaged or incomplete") from None
+    if name not in loaded.signatures:
+        raise TfappError(f"{path}: no signature '{name}' (has: {', '.join(loaded.signatures)})")
+    # The signature holds its variables only while the loaded object lives.
+    fn = loaded.signatures[name]
+    fn._tfapp_owner = loaded
+    return path, fn
 
 
 class RecordError(ValueError):
