@@ -129,3 +129,29 @@ def test_monitor_cli_with_the_beam_engine_matches_the_in_process_one(tiny_run, t
     bad = run_cli("tfapp.monitor", "--model", model, "--input", stream, "--engine", "beam",
                   "--follow")
     assert bad.returncode == 2 and "--follow" in bad.stderr.strip().splitlines()[-1]
+
+
+def test_teststream_surge_step_judges_each_window_once_in_time_order():
+    from tasks.sentiment.beam_monitor import judged
+    from tasks.sentiment.stream import Record
+
+    def pair(ts, negative=False):
+        record = Record(int(ts), ts, f"t{ts}", "banks", None, None)
+        result = {"label": "negative" if negative else "neutral",
+                  "p_negative": 0.9 if negative else 0.1, "score": 0.0, "topic": None}
+        return TimestampedValue((record, result), ts)
+
+    cfg = SurgeConfig(window_seconds=HOUR, lateness_seconds=600)
+    stream = (BeamTestStream()
+              .advance_watermark_to(T0)
+              .add_elements([pair(T0 + 3 * HOUR + 10), pair(T0 + 100), pair(T0 + 200, True)])
+              .advance_watermark_to(T0 + HOUR + 1)
+              .add_elements([pair(T0 + 300, True)])  # a late pane of the first window
+              .advance_watermark_to(T0 + 5 * HOUR)  # the last window's timer fires
+              .advance_watermark_to_infinity())
+    with BeamTestPipeline(options=PipelineOptions(streaming=True)) as p:
+        closed = (judged(p | stream, cfg)
+                  | beam.Map(lambda c: (c[0].start, c[0].volume, c[1] is None)))
+        # the first window as it closed on time, the quiet hours between as empty windows
+        assert_that(closed, equal_to([(T0, 2, True), (T0 + HOUR, 0, True),
+                                      (T0 + 2 * HOUR, 0, True), (T0 + 3 * HOUR, 1, True)]))
