@@ -155,3 +155,16 @@ def test_teststream_surge_step_judges_each_window_once_in_time_order():
         # the first window as it closed on time, the quiet hours between as empty windows
         assert_that(closed, equal_to([(T0, 2, True), (T0 + HOUR, 0, True),
                                       (T0 + 2 * HOUR, 0, True), (T0 + 3 * HOUR, 1, True)]))
+
+
+def test_a_csv_stream_header_is_checked_before_the_pipeline_starts(tmp_path):
+    from tfapp.core.errors import DataError
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("\ufeffwhen,body\n2026-11-03T00:00:00Z,hello\n", encoding="utf-8")
+    with pytest.raises(DataError, match="row 1: header lacks 'timestamp' or 'text'"):
+        StreamReader(bad, StreamFields()).check_header()
+    good = tmp_path / "good.csv"
+    good.write_text("timestamp,text\n2026-11-03T00:00:00Z,hello\n", encoding="utf-8")
+    StreamReader(good, StreamFields()).check_header()
+    StreamReader(_stream(tmp_path), StreamFields()).check_header()  # JSONL: nothing to check

@@ -130,6 +130,7 @@ def main(argv=None):
         from tasks.sentiment.beam_monitor import run_beam_monitor
         from tfapp.score import beam_options
 
+        reader.check_header()  # in a worker it would surface as a long pipeline error
         options, threads = beam_options(beam_args)
         say(f"beam options: {' '.join(options)}")
         summary = run_beam_monitor(args.input, fields, cfg,

@@ -96,6 +96,19 @@ class StreamReader:
         self._open_quote = b""  # CSV: lines of a record whose quoted field spans lines
         self._open_line = 0
 
+    def check_header(self) -> None:
+        """A CSV/TSV stream's header names the text and timestamp fields (DataError if
+        not), read from the first line only: what `poll` would refuse, checked before a
+        pipeline starts."""
+        if self.fmt == "jsonl":
+            return
+        with open(self.path, "rb") as f:
+            first = f.readline().lstrip(b"\xef\xbb\xbf").rstrip(b"\r\n")
+        if first.strip() and first.count(b'"') % 2 == 0:
+            probe = StreamReader(self.path, self.fields, self.fmt)
+            probe.line_no = 1
+            probe._parse(first)
+
     def poll(self, final: bool = False) -> list[tuple[Optional[Record], Optional[str]]]:
         if self.path.stat().st_size < self.offset:  # truncated in place: start again
             self.offset, self._partial, self._open_quote = 0, b"", b""
