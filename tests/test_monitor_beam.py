@@ -109,6 +109,7 @@ def test_teststream_watermark_fires_windows_and_allowed_lateness_refires_then_dr
                                      (T0 + HOUR, 1, 0, False)]))
 
 
+@pytest.mark.integration
 def test_monitor_cli_with_the_beam_engine_matches_the_in_process_one(tiny_run, tmp_path):
     run_dir, _ = tiny_run
     model = run_dir / "export" / "sentiment"
